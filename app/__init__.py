@@ -1,0 +1,1 @@
+"""Lorapedia: an interactive encyclopedia of LoRA fine-tuning parameters."""

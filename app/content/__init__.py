@@ -1,0 +1,1 @@
+"""The encyclopedia as data: load, validate, render and search Markdown content (pure)."""

@@ -1,0 +1,22 @@
+"""The link scheme between pages, in one place: where a parameter's "try it" goes."""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+# Training fields the calculator uses for its memory estimate; other training fields live on the job form.
+CALCULATOR_TRAINING_FIELDS = frozenset(
+    {"per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length", "gradient_checkpointing", "optim"}
+)
+
+
+def param_url(slug: str, anchor: str | None = None) -> str:
+    """The stable path of a parameter page, optionally to one section."""
+    return f"/params/{slug}" + (f"#{anchor}" if anchor else "")
+
+
+def try_it_url(slug: str, kind: str) -> str:
+    """Where a parameter page's "try it" link opens, with that parameter in focus."""
+    if kind == "training" and slug not in CALCULATOR_TRAINING_FIELDS:
+        return "/jobs/new?" + urlencode({"focus": slug})
+    return "/calculator?" + urlencode({"focus": slug})

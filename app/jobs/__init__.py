@@ -1,0 +1,1 @@
+"""Jobs: SQLModel tables, the queue (claim, lease, heartbeat) and job service functions."""

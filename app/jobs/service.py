@@ -1,0 +1,177 @@
+"""Job service functions for the web process: create (with limits), read, list, cancel."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import func, update
+from sqlmodel import Session, col, select
+
+from app.jobs import datasets, predictions, queue
+from app.jobs.models import FINISHED_STATUSES, AdapterArchive, Job, JobPublic, JobStatus, MetricPoint, MetricPublic, utcnow
+from app.jobs.schemas import JobCreate
+from app.settings import Settings
+from app.training.registry import UnknownModelError, resolve_model
+
+logger = logging.getLogger(__name__)
+
+PASTED_DATASET = "pasted"
+
+
+class JobRejected(ValueError):
+    """A job that breaks a rule or a limit; `loc` names the field as a 422 does."""
+
+    def __init__(self, loc: Sequence[str | int], message: str):
+        self.loc = tuple(loc)
+        self.message = message
+        super().__init__(f"{'.'.join(map(str, loc))}: {message}")
+
+    def as_detail(self) -> list[dict[str, Any]]:
+        """The error in FastAPI's 422 shape."""
+        return [{"loc": ["body", *self.loc], "msg": self.message, "type": "value_error"}]
+
+
+class JobConflict(ValueError):
+    """An action that the job's current status does not allow."""
+
+
+def create_job(session: Session, settings: Settings, request: JobCreate) -> Job:
+    """Check the request against the models, datasets and limits, then queue it."""
+    try:
+        resolve_model(request.model, settings)
+    except UnknownModelError as error:
+        raise JobRejected(["model"], str(error)) from error
+    rows = _pasted_rows(settings, request)
+    row_count = len(rows) if rows is not None else _catalogue_row_count(settings, request.dataset)
+    _check_training_limits(settings, request, row_count)
+    if queue.count_queued(session) >= settings.max_queued_jobs:
+        raise JobRejected([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
+    config = request.model_dump(mode="json", exclude={"dataset_jsonl"})
+    job = Job(
+        model=request.model,
+        dataset=PASTED_DATASET if rows is not None else request.dataset,
+        config=config,
+        dataset_rows=rows,
+        **predictions.predict(request.model, config["lora"], config["training"], settings),
+    )
+    session.add(job)
+    session.commit()
+    session.refresh(job)
+    logger.info("queued job %d (%s on %s)", job.id, job.model, job.dataset)
+    return job
+
+
+def _pasted_rows(settings: Settings, request: JobCreate) -> list[dict[str, Any]] | None:
+    if request.dataset_jsonl is None:
+        return None
+    size = len(request.dataset_jsonl.encode())
+    if size > settings.max_dataset_bytes:
+        raise JobRejected(["dataset_jsonl"], f"{size} bytes is over the limit of {settings.max_dataset_bytes} bytes (max_dataset_bytes)")
+    try:
+        rows = datasets.parse_jsonl(request.dataset_jsonl)
+    except ValueError as error:
+        raise JobRejected(["dataset_jsonl"], str(error)) from error
+    if len(rows) > settings.max_dataset_rows:
+        raise JobRejected(["dataset_jsonl"], f"{len(rows)} rows is over the limit of {settings.max_dataset_rows} rows (max_dataset_rows)")
+    return rows
+
+
+def _catalogue_row_count(settings: Settings, dataset_id: str | None) -> int:
+    try:
+        return datasets.train_row_count(settings, dataset_id)
+    except KeyError as error:
+        raise JobRejected(["dataset"], str(error.args[0])) from error
+
+
+def _check_training_limits(settings: Settings, request: JobCreate, row_count: int) -> None:
+    training = request.training
+    if training.max_seq_length > settings.max_seq_length:
+        raise JobRejected(["training", "max_seq_length"], f"{training.max_seq_length} tokens is over this instance's limit of {settings.max_seq_length} (max_seq_length)")
+    steps = planned_steps(training.max_steps, training.num_train_epochs, row_count,
+                          training.per_device_train_batch_size * training.gradient_accumulation_steps)
+    field = "max_steps" if training.max_steps > 0 else "num_train_epochs"
+    if steps > settings.max_steps:
+        raise JobRejected(["training", field], f"{steps} optimizer steps is over this instance's limit of {settings.max_steps} (max_steps)")
+
+
+def planned_steps(max_steps: int, epochs: float, rows: int, examples_per_step: int) -> int:
+    """Optimizer steps a run will take: max_steps, or enough steps for `epochs` passes (before packing)."""
+    if max_steps > 0:
+        return max_steps
+    return max(1, math.ceil(epochs * math.ceil(rows / examples_per_step)))
+
+
+def get_job(session: Session, job_id: int) -> Job | None:
+    """The job, after reaping it if its lease ran out (so no reader ever sees a dead job 'running')."""
+    job = session.get(Job, job_id)
+    if job is not None and _lease_expired(job):
+        queue.reap_expired_leases(session.get_bind())
+        session.refresh(job)
+    return job
+
+
+def list_jobs(session: Session, limit: int = 200) -> list[JobPublic]:
+    """The newest jobs first, each with its last step."""
+    jobs = session.exec(select(Job).order_by(col(Job.id).desc()).limit(limit)).all()
+    if any(_lease_expired(job) for job in jobs):
+        queue.reap_expired_leases(session.get_bind())
+        for job in jobs:
+            session.refresh(job)
+    last_steps = dict(
+        session.exec(
+            select(MetricPoint.job_id, func.max(MetricPoint.step))
+            .where(col(MetricPoint.job_id).in_([job.id for job in jobs]))
+            .group_by(MetricPoint.job_id)
+        ).all()
+    )
+    archived = set(session.exec(select(AdapterArchive.job_id).where(col(AdapterArchive.job_id).in_([job.id for job in jobs]))).all())
+    return [to_public(job, last_steps.get(job.id), job.id in archived) for job in jobs]
+
+
+def job_public(session: Session, job: Job) -> JobPublic:
+    """One job as the API shows it."""
+    last_step = session.exec(select(func.max(MetricPoint.step)).where(MetricPoint.job_id == job.id)).one()
+    has_adapter = session.exec(select(AdapterArchive.job_id).where(AdapterArchive.job_id == job.id)).first() is not None
+    return to_public(job, last_step, has_adapter)
+
+
+def to_public(job: Job, last_step: int | None, has_adapter: bool) -> JobPublic:
+    """A table row as its public model."""
+    return JobPublic.model_validate(job, update={"last_step": last_step, "has_adapter": has_adapter})
+
+
+def metrics_after(session: Session, job_id: int, after: int = 0, limit: int | None = None) -> list[MetricPublic]:
+    """Metric rows with step > after, in step order."""
+    query = select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step > after).order_by(MetricPoint.step)
+    if limit is not None:
+        query = query.limit(limit)
+    return [MetricPublic.model_validate(point) for point in session.exec(query).all()]
+
+
+def request_cancel(session: Session, job: Job) -> Job:
+    """Cancel a queued job at once; ask the worker to stop a running one within one optimizer step."""
+    if job.status == JobStatus.queued:
+        session.execute(
+            update(Job).where(Job.id == job.id, Job.status == JobStatus.queued)
+            .values(status=JobStatus.cancelled, cancel_requested=True, finished_at=utcnow())
+        )
+    session.execute(update(Job).where(Job.id == job.id, Job.status == JobStatus.running).values(cancel_requested=True))
+    session.commit()
+    session.refresh(job)
+    if job.status in FINISHED_STATUSES and job.status != JobStatus.cancelled and not job.cancel_requested:
+        raise JobConflict(f"job {job.id} has already finished ({job.status.value}); there is nothing to cancel")
+    logger.info("cancel requested for job %d (%s)", job.id, job.status.value)
+    return job
+
+
+def adapter_archive(session: Session, job_id: int) -> bytes | None:
+    """The adapter zip of a succeeded job, or None."""
+    archive = session.get(AdapterArchive, job_id)
+    return archive.content if archive is not None else None
+
+
+def _lease_expired(job: Job) -> bool:
+    return job.status == JobStatus.running and job.lease_expires_at is not None and job.lease_expires_at < utcnow()

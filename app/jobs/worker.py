@@ -1,0 +1,168 @@
+"""The training worker: claims queued jobs from the database and runs them one at a time."""
+
+from __future__ import annotations
+
+import io
+import logging
+import os
+import signal
+import socket
+import threading
+import uuid
+import zipfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlmodel import Session
+
+from app.jobs import queue
+from app.jobs.db import init_db, make_engine
+from app.jobs.models import Job, JobStatus
+from app.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+Trainer = Callable[..., dict[str, Any]]
+SHUTDOWN_ERROR = "interrupted: the worker was shut down during the run"
+MEASURED_FIELDS = (
+    "device", "trainable_params", "total_params", "peak_memory_bytes",
+    "samples_before", "samples_after", "final_train_loss", "final_eval_loss",
+)
+START_FIELDS = ("device", "total_steps", "trainable_params", "samples_before")
+
+
+def make_worker_id() -> str:
+    """host:pid:nonce, unique across hosts and restarts."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+
+
+def load_trainer() -> Trainer:
+    """app.training.run.run_training; importing it loads torch, so a worker does it once, before claiming."""
+    from app.training.run import run_training
+
+    return run_training
+
+
+def run_worker(settings: Settings, *, trainer: Trainer | None = None, stop: threading.Event | None = None) -> None:
+    """Claim and run jobs until `stop` is set (SIGTERM and SIGINT set it in the main thread)."""
+    stop = stop or threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(signum, lambda *_: stop.set())
+    engine = make_engine(settings)
+    init_db(engine)
+    trainer = trainer or load_trainer()
+    worker_id = make_worker_id()
+    logger.info("worker %s polling %s", worker_id, engine.url.render_as_string(hide_password=True))
+    try:
+        while not stop.is_set():
+            queue.reap_expired_leases(engine)
+            job_id = queue.claim_next_job(engine, worker_id, settings.lease_seconds)
+            if job_id is None:
+                stop.wait(settings.poll_seconds)
+                continue
+            JobRun(engine, settings, job_id, worker_id, trainer, stop).execute()
+    finally:
+        engine.dispose()
+        logger.info("worker %s stopped", worker_id)
+
+
+class JobRun:
+    """One claimed job: heartbeat its lease, train it, record its metrics and its end."""
+
+    def __init__(self, engine: Engine, settings: Settings, job_id: int, worker_id: str, trainer: Trainer, shutdown: threading.Event):
+        self.engine = engine
+        self.settings = settings
+        self.job_id = job_id
+        self.worker_id = worker_id
+        self.trainer = trainer
+        self.shutdown = shutdown
+        self.lease_lost = threading.Event()
+        self.heartbeat_done = threading.Event()
+
+    def execute(self) -> None:
+        """Run the job to a final status; never raises for a failure of the job itself."""
+        with Session(self.engine) as session:
+            job = session.get(Job, self.job_id)
+            spec = training_spec(job)
+        heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job_id}", daemon=True)
+        heartbeat.start()
+        try:
+            result = self.trainer(
+                spec,
+                self.settings,
+                self.settings.adapters_dir / f"job-{self.job_id}",
+                on_metric=self._on_metric,
+                should_stop=self._should_stop,
+                on_event=self._on_event,
+            )
+            self._finish(result)
+        except Exception as exc:  # the job failed, the worker goes on to the next one
+            logger.exception("job %d failed", self.job_id)
+            queue.finish_job(self.engine, self.job_id, self.worker_id, JobStatus.failed, {"error": f"{type(exc).__name__}: {exc}"})
+        finally:
+            self.heartbeat_done.set()
+            heartbeat.join()
+
+    def _heartbeat(self) -> None:
+        while not self.heartbeat_done.wait(self.settings.heartbeat_seconds):
+            try:
+                if not queue.renew_lease(self.engine, self.job_id, self.worker_id, self.settings.lease_seconds):
+                    logger.warning("job %d: lease lost; stopping it", self.job_id)
+                    self.lease_lost.set()
+                    return
+            except Exception:  # a database hiccup: the next beat retries before the lease runs out
+                logger.exception("job %d: heartbeat failed", self.job_id)
+
+    def _should_stop(self) -> bool:
+        return (
+            self.shutdown.is_set()
+            or self.lease_lost.is_set()
+            or queue.is_stop_requested(self.engine, self.job_id, self.worker_id)
+        )
+
+    def _on_metric(self, metric: dict[str, Any]) -> None:
+        queue.append_metric(self.engine, self.job_id, metric)
+
+    def _on_event(self, name: str, data: dict[str, Any]) -> None:
+        if name == "started":
+            queue.record_start(self.engine, self.job_id, self.worker_id, {k: data[k] for k in START_FIELDS if k in data})
+        else:
+            logger.info("job %d: %s %s", self.job_id, name, data)
+
+    def _finish(self, result: dict[str, Any]) -> None:
+        figures = {name: result.get(name) for name in MEASURED_FIELDS}
+        if result.get("adapter_dir"):
+            figures["adapter_path"] = str(result["adapter_dir"])
+        if result["status"] == "succeeded":
+            if result.get("adapter_dir"):
+                queue.store_adapter_archive(self.engine, self.job_id, zip_directory(Path(result["adapter_dir"])))
+            status = JobStatus.succeeded
+        elif queue.is_stop_requested(self.engine, self.job_id, self.worker_id):
+            status = JobStatus.cancelled
+        else:  # the trainer stopped because this worker is shutting down, not because anyone cancelled
+            status, figures["error"] = JobStatus.interrupted, SHUTDOWN_ERROR
+        if queue.finish_job(self.engine, self.job_id, self.worker_id, status, figures):
+            logger.info("job %d %s", self.job_id, status.value)
+
+
+def training_spec(job: Job) -> dict[str, Any]:
+    """The spec run_training takes: model, dataset id or rows, lora and training dicts."""
+    spec: dict[str, Any] = {"model": job.model, "lora": job.config["lora"], "training": job.config["training"]}
+    if job.dataset_rows is not None:
+        spec["dataset_rows"] = job.dataset_rows
+    else:
+        spec["dataset"] = job.dataset
+    return spec
+
+
+def zip_directory(directory: Path) -> bytes:
+    """The files under `directory` as a zip, paths relative to it."""
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file():
+                archive.write(path, path.relative_to(directory).as_posix())
+    return buffer.getvalue()

@@ -1,0 +1,49 @@
+"""create_app: the FastAPI application with every router, static files and error pages."""
+
+from __future__ import annotations
+
+import logging
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
+
+from app.content.library import load_library
+from app.jobs.db import init_db, make_engine
+from app.settings import PROJECT_ROOT, Settings, get_settings
+from app.web import errors
+from app.web.routers import api_calc, api_jobs, api_params, calculator, explain, jobs, pages, params, search
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """Build the app; content is loaded and rendered here, once, so a bad file stops start-up."""
+    settings = settings or get_settings()
+    library = load_library(settings.content_dir)
+    engine = make_engine(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        init_db(engine)
+        logger.info("Lorapedia ready: %d parameter pages, %d guides", len(library.params), len(library.guides))
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="Lorapedia",
+        summary="An interactive encyclopedia of LoRA fine-tuning parameters.",
+        version="0.1.0",
+        lifespan=lifespan,
+        # The stock Swagger page loads its code from a CDN; /docs is our own page built from the schema.
+        docs_url=None,
+        redoc_url=None,
+    )
+    app.state.settings = settings
+    app.state.library = library
+    app.state.engine = engine
+    app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
+    errors.install(app, settings)
+    for module in (pages, params, search, api_params, calculator, explain, api_calc, jobs, api_jobs):
+        app.include_router(module.router)
+    return app

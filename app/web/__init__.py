@@ -1,0 +1,1 @@
+"""The web process: routers by feature, templates, SSE. Never imports torch."""

@@ -1,0 +1,112 @@
+"""Error responses: JSON for the API, pages for people; 422s that name the field and the reason."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.settings import Settings
+from app.web.templating import render
+
+logger = logging.getLogger(__name__)
+
+
+def wants_json(request: Request) -> bool:
+    """API paths, and clients that ask for JSON, get JSON errors."""
+    return request.url.path.startswith("/api/") or "application/json" in request.headers.get("accept", "")
+
+
+def _json_safe(value):
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return value
+    return str(value)
+
+
+def validation_detail(errors: list[dict]) -> list[dict]:
+    """Pydantic errors as JSON-safe {loc, msg, type} (NaN or bytes input must not turn a 422 into a 500)."""
+    return [
+        {"loc": [_json_safe(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        for error in errors
+    ]
+
+
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return JSONResponse({"detail": validation_detail(list(exc.errors()))}, status_code=422)
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException):
+    if exc.status_code == 404 and not wants_json(request):
+        library = request.app.state.library
+        missing = request.url.path.rstrip("/").rsplit("/", 1)[-1]
+        return render(
+            request,
+            "pages/not_found.html",
+            {"missing": missing, "suggestions": library.suggest(missing), "detail": exc.detail},
+            status_code=404,
+        )
+    return JSONResponse({"detail": exc.detail}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+class _BodyTooLarge(Exception):
+    pass
+
+
+class BodySizeLimit:
+    """Refuse request bodies over the limit with a 422 that says so, before the app reads them."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int):
+        self.app, self.max_body_bytes = app, max_body_bytes
+
+    def _response(self, size: str) -> JSONResponse:
+        reason = f"request body is {size} bytes; the limit is {self.max_body_bytes} bytes"
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": reason, "type": "body_too_large"}]}, status_code=422)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
+            await self._response(declared.decode())(scope, receive, send)
+            return
+        received = 0
+        started = False
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_body_bytes:
+                    raise _BodyTooLarge()
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, counting_receive, tracking_send)
+        except _BodyTooLarge:
+            if not started:
+                await self._response(f"over {self.max_body_bytes}")(scope, receive, send)
+
+
+def install(app: FastAPI, settings: Settings) -> None:
+    """Register the error handlers and the body size limit on `app`."""
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
+
+
+__all__ = ["install", "validation_detail", "wants_json"]

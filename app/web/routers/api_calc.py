@@ -1,0 +1,5 @@
+"""Router: api_calc."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Router: api_jobs."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Router: calculator."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

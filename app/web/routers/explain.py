@@ -1,0 +1,5 @@
+"""Router: explain."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

@@ -1,0 +1,5 @@
+"""Router: jobs."""
+
+from fastapi import APIRouter
+
+router = APIRouter()

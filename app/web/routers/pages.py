@@ -1,0 +1,50 @@
+"""Home page, guides and the health check."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse
+
+from app.web.deps import LibraryDep
+from app.web.templating import render
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["meta"])
+def healthz(library: LibraryDep) -> dict:
+    """Liveness: the app is up and its content is loaded."""
+    return {"status": "ok", "params": len(library.params), "guides": len(library.guides)}
+
+
+@router.get("/", response_class=HTMLResponse, include_in_schema=False)
+def home(request: Request, library: LibraryDep):
+    """What Lorapedia is, parameters grouped by kind, the guides and a search box."""
+    return render(request, "pages/home.html", {"groups": library.params_by_kind(), "guides": library.sorted_guides()})
+
+
+@router.get("/guides/{slug}", response_class=HTMLResponse, include_in_schema=False)
+def guide(request: Request, slug: str, library: LibraryDep):
+    """One guide."""
+    page = library.guides.get(slug)
+    if page is None:
+        raise HTTPException(404, f"no guide is called {slug!r}")
+    related = [library.params[name] for name in page.meta.related]
+    return render(request, "pages/guide.html", {
+            "page": page,
+            "related": related,
+            "backlinks": library.backlinks.get(page.url, []),
+            "canonical": str(request.base_url).rstrip("/") + page.url,
+        })
+
+
+@router.get("/docs", response_class=HTMLResponse, include_in_schema=False)
+def api_docs(request: Request):
+    """The HTTP API, listed from the app's own OpenAPI schema (no CDN-hosted Swagger UI)."""
+    schema = request.app.openapi()
+    operations = [
+        {"method": method.upper(), "path": path, "summary": operation.get("summary", ""), "description": operation.get("description", "")}
+        for path, methods in schema["paths"].items()
+        for method, operation in methods.items()
+    ]
+    return render(request, "pages/api.html", {"operations": operations, "version": schema["info"]["version"]})

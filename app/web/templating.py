@@ -1,0 +1,37 @@
+"""Render a whole page, or one named block of it for htmx requests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from app.settings import PROJECT_ROOT
+
+templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
+
+
+def is_htmx(request: Request) -> bool:
+    """True when htmx sent the request (and does not want a full page)."""
+    return request.headers.get("HX-Request") == "true" and request.headers.get("HX-History-Restore-Request") != "true"
+
+
+def render(
+    request: Request,
+    name: str,
+    context: dict[str, Any] | None = None,
+    *,
+    block: str | None = None,
+    status_code: int = 200,
+    headers: dict[str, str] | None = None,
+) -> HTMLResponse:
+    """Render template `name`; for an htmx request with `block`, only that block."""
+    context = {"request": request, **(context or {})}
+    if block is not None and is_htmx(request):
+        template = templates.get_template(name)
+        block_render = template.blocks[block]
+        html = "".join(block_render(template.new_context(context)))
+        return HTMLResponse(html, status_code=status_code, headers=headers)
+    return templates.TemplateResponse(request, name, context, status_code=status_code, headers=headers)

@@ -1,0 +1,134 @@
+"""Content stays true: defaults and allowed values equal the installed libraries'; coverage; structure."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+
+import peft
+import pytest
+import transformers
+from peft import LoraConfig
+from peft.utils.peft_types import TaskType
+from transformers import BitsAndBytesConfig, TrainingArguments
+from transformers.trainer_utils import SchedulerType
+from transformers.training_args import OptimizerNames
+
+from app.content.library import load_library
+from app.settings import PROJECT_ROOT
+
+LIBRARY = load_library(PROJECT_ROOT / "content")
+PARAMS = sorted(LIBRARY.params.values(), key=lambda page: page.slug)
+UPSTREAM = [page for page in PARAMS if page.meta.owner in ("LoraConfig", "TrainingArguments", "BitsAndBytesConfig")]
+
+# Every parameter the starting document names, and every one the foundation issue lists.
+SEED_SLUGS = {
+    "r", "lora_alpha", "lora_dropout", "loftq_config", "use_rslora", "gradient_accumulation_steps", "weight_decay",
+    "learning_rate", "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj",
+}
+REQUIRED_SLUGS = SEED_SLUGS | {
+    "target_modules", "exclude_modules", "use_dora", "init_lora_weights", "bias", "lora_bias", "modules_to_save",
+    "layers_to_transform", "layers_pattern", "rank_pattern", "alpha_pattern", "fan_in_fan_out", "task_type",
+    "embed_tokens", "lm_head", "num_train_epochs", "max_steps", "per_device_train_batch_size", "max_seq_length",
+    "packing", "lr_scheduler_type", "warmup_steps", "optim", "max_grad_norm", "seed", "gradient_checkpointing",
+    "load_in_4bit", "bnb_4bit_quant_type", "bnb_4bit_use_double_quant", "bnb_4bit_compute_dtype",
+}
+REQUIRED_GUIDES = {"choosing-r-and-alpha", "which-modules-to-target", "reading-a-loss-curve", "where-training-memory-goes"}
+SECTIONS = ["what-it-is", "how-it-works", "raising-it", "lowering-it", "recommended-values", "interactions", "pitfalls"]
+TARGET_MODULE_SECTIONS = ["what-it-is", "how-it-works", "adding-it", "leaving-it-out", "recommended-values", "interactions", "pitfalls"]
+
+
+def installed_default(owner: str, field: str):
+    """The installed library's default for `owner.field`."""
+    if owner == "BitsAndBytesConfig":
+        return inspect.signature(BitsAndBytesConfig.__init__).parameters[field].default
+    cls = {"LoraConfig": LoraConfig, "TrainingArguments": TrainingArguments}[owner]
+    spec = cls.__dataclass_fields__[field]
+    if spec.default_factory is not dataclasses.MISSING:
+        return spec.default_factory()
+    return spec.default
+
+
+def _literal_values(owner_cls, field: str) -> list:
+    return [value for arg in typing.get_args(owner_cls.__dataclass_fields__[field].type) for value in (typing.get_args(arg) or [arg])]
+
+
+# Where each enum's allowed values come from in the installed libraries.
+INSTALLED_CHOICES = {
+    ("LoraConfig", "bias"): lambda: list(typing.get_args(LoraConfig.__dataclass_fields__["bias"].type)),
+    ("LoraConfig", "task_type"): lambda: [member.value for member in TaskType],
+    ("LoraConfig", "init_lora_weights"): lambda: [v for v in _literal_values(LoraConfig, "init_lora_weights") if v is not bool],
+    ("TrainingArguments", "lr_scheduler_type"): lambda: [member.value for member in SchedulerType],
+    ("TrainingArguments", "optim"): lambda: [member.value for member in OptimizerNames],
+    ("BitsAndBytesConfig", "bnb_4bit_quant_type"): lambda: ["fp4", "nf4"],
+}
+
+
+def _same(a, b) -> bool:
+    if isinstance(a, float) or isinstance(b, float):
+        return a is not None and b is not None and float(a) == float(b)
+    return a == b
+
+
+def test_library_has_the_required_coverage():
+    assert len(LIBRARY.params) >= 35
+    assert REQUIRED_SLUGS <= set(LIBRARY.params), sorted(REQUIRED_SLUGS - set(LIBRARY.params))
+    assert REQUIRED_GUIDES <= set(LIBRARY.guides), sorted(REQUIRED_GUIDES - set(LIBRARY.guides))
+
+
+@pytest.mark.parametrize("page", UPSTREAM, ids=lambda page: page.slug)
+def test_stated_default_equals_installed_library(page):
+    meta = page.meta
+    expected = installed_default(meta.owner, meta.field)
+    if meta.owner == "BitsAndBytesConfig" and meta.field == "bnb_4bit_compute_dtype":
+        assert expected is None and meta.default is None
+        return
+    if hasattr(expected, "value"):  # enums such as SchedulerType.LINEAR
+        expected = expected.value
+    assert _same(meta.default, expected), f"{meta.owner}.{meta.field}: page says {meta.default!r}, installed is {expected!r}"
+
+
+@pytest.mark.parametrize("page", [p for p in UPSTREAM if p.meta.type == "enum"], ids=lambda page: page.slug)
+def test_stated_choices_equal_installed_library(page):
+    key = (page.meta.owner, page.meta.field)
+    assert key in INSTALLED_CHOICES, f"register where {key} gets its choices in INSTALLED_CHOICES"
+    stated = [value for value in page.meta.allowed.values if not isinstance(value, bool)]
+    assert sorted(map(str, stated)) == sorted(map(str, INSTALLED_CHOICES[key]()))
+
+
+def test_owner_field_exists_in_installed_library():
+    for page in UPSTREAM:
+        if page.meta.owner == "BitsAndBytesConfig":
+            assert page.meta.field in inspect.signature(BitsAndBytesConfig.__init__).parameters
+        else:
+            owner = {"LoraConfig": LoraConfig, "TrainingArguments": TrainingArguments}[page.meta.owner]
+            assert page.meta.field in owner.__dataclass_fields__, f"{page.slug}: {page.meta.owner} has no field {page.meta.field}"
+
+
+def test_every_exposed_lora_field_has_a_page():
+    spec = pytest.importorskip("app.calc.spec", reason="calculator spec not built yet")
+    for name in spec.LoraSpec.model_fields:
+        assert name in LIBRARY.params, f"LoraSpec exposes {name} but content/params/{name}.md is missing"
+        assert LIBRARY.params[name].meta.owner == "LoraConfig"
+        assert _same(LIBRARY.params[name].meta.default, installed_default("LoraConfig", name))
+
+
+def test_every_job_training_field_has_a_page_with_the_job_default():
+    schemas = pytest.importorskip("app.jobs.schemas", reason="job schemas not built yet")
+    for name, field in schemas.TrainingSpec.model_fields.items():
+        assert name in LIBRARY.params, f"the job form exposes {name} but content/params/{name}.md is missing"
+        if LIBRARY.params[name].meta.owner == "Lorapedia job":
+            assert _same(LIBRARY.params[name].meta.default, field.default), name
+
+
+@pytest.mark.parametrize("page", PARAMS, ids=lambda page: page.slug)
+def test_parameter_page_has_the_standard_sections_in_order(page):
+    expected = TARGET_MODULE_SECTIONS if page.meta.kind == "target-module" else SECTIONS
+    anchors = [section.anchor for section in page.sections if section.level == 2]
+    assert [anchor for anchor in anchors if anchor in expected] == expected, anchors
+
+
+def test_versions_the_content_was_checked_against():
+    assert peft.__version__.startswith("0.21.")
+    assert int(transformers.__version__.split(".")[0]) == 5

@@ -1,0 +1,15 @@
+"""Error handling shared by every router: body size limit, JSON-safe 422s."""
+
+from app.web.errors import validation_detail
+
+
+def test_validation_detail_is_json_safe_for_nan_and_bytes():
+    detail = validation_detail([{"loc": ("body", "lora", "lora_dropout"), "msg": "bad", "type": "x", "input": float("nan")}])
+    assert detail == [{"loc": ["body", "lora", "lora_dropout"], "msg": "bad", "type": "x"}]
+
+
+def test_body_over_the_limit_gets_422_naming_the_body(client, settings):
+    response = client.post("/api/params", content=b"x" * (settings.max_body_bytes + 1), headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body"]
+    assert "limit" in response.json()["detail"][0]["msg"]
