@@ -91,7 +91,7 @@ def _plain_text(tokens: list[Token]) -> str:
     parts: list[str] = []
     for token in tokens:
         if token.type == "inline":
-            parts.append("".join(child.content for child in token.children or [] if child.type != "html_inline"))
+            parts.append("".join(" " if child.type in ("softbreak", "hardbreak") else child.content for child in token.children or [] if child.type != "html_inline"))
         elif token.type in ("math_block", "fence", "code_block"):
             parts.append(token.content)
     return "\n".join(parts)

@@ -1,0 +1,184 @@
+"""The jobs API in-process: submit with limits and 422s, read, metrics, SSE resume, cancel, adapter."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from sqlmodel import Session
+
+from app.jobs import queue
+from app.jobs.models import JobStatus
+from app.settings import PROJECT_ROOT
+from tests.jobs.sse_client import parse_events
+
+SMALL_JOB = {"model": "tiny-llama", "dataset": "addition", "lora": {"r": 4}, "training": {"max_steps": 5}}
+
+
+def finished_job_with_metrics(app, client, steps: int) -> int:
+    """Queue a job and play a worker's part for it in the database: claim, `steps` metric rows, success."""
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    engine = app.state.engine
+    assert queue.claim_next_job(engine, "test-worker", 30) == job_id
+    queue.record_start(engine, job_id, "test-worker", {"total_steps": steps, "device": "cpu float32"})
+    for step in range(1, steps + 1):
+        queue.append_metric(engine, job_id, {"step": step, "train_loss": 5.0 - step * 0.1, "learning_rate": 1e-3})
+    queue.finish_job(engine, job_id, "test-worker", JobStatus.succeeded, {"final_train_loss": 4.0})
+    return job_id
+
+
+def test_the_web_process_never_imports_torch():
+    probe = "import sys; import app.main, app.web.routers.api_jobs, app.web.routers.jobs, app.jobs.service; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
+
+
+def test_datasets_are_listed_with_split_sizes_and_a_preview(client):
+    listed = {entry["id"]: entry for entry in client.get("/api/datasets").json()}
+    assert listed["addition"]["task"] == "exact_match"
+    assert listed["addition"]["train_rows"] > 0 and listed["addition"]["eval_rows"] > 0
+    assert set(listed["addition"]["preview"][0]) == {"prompt", "response"}
+
+
+def test_a_job_is_queued_with_201_its_location_and_its_prediction_slots(client):
+    response = client.post("/api/jobs", json=SMALL_JOB)
+    assert response.status_code == 201
+    job = response.json()
+    assert response.headers["location"] == f"/api/jobs/{job['id']}"
+    assert (job["status"], job["model"], job["dataset"]) == ("queued", "tiny-llama", "addition")
+    assert job["config"]["lora"]["r"] == 4 and job["config"]["training"]["max_steps"] == 5
+    assert "predicted_trainable_params" in job and "dataset_rows" not in job
+    assert client.get("/api/jobs").json()[0]["id"] == job["id"]
+    assert client.get(f"/api/jobs/{job['id']}").json()["status"] == "queued"
+
+
+@pytest.mark.parametrize(
+    ("change", "loc", "reason"),
+    [
+        ({"model": "gpt-17"}, ["body", "model"], "unknown model"),
+        ({"dataset": "no-such-set"}, ["body", "dataset"], "unknown dataset"),
+        ({"training": {"max_steps": 10_000}}, ["body", "training", "max_steps"], "500"),
+        ({"training": {"max_steps": -1, "num_train_epochs": 90.0}}, ["body", "training", "num_train_epochs"], "500"),
+        ({"training": {"max_seq_length": 4096}}, ["body", "training", "max_seq_length"], "1024"),
+        ({"training": {"learning_rate": "0.1"}}, ["body", "training", "learning_rate"], "number"),
+        ({"training": {"lr_scheduler_type": "zigzag"}}, ["body", "training", "lr_scheduler_type"], "linear"),
+        ({"training": {"warmup_stepz": 3}}, ["body", "training", "warmup_stepz"], "not permitted"),
+        ({"lora": {"r": 0}}, ["body", "lora", "r"], "at least 1"),
+        ({"lora": {"lora_dropout": 1.0}}, ["body", "lora", "lora_dropout"], "probability"),
+        ({"dataset": None, "dataset_jsonl": '{"prompt": "hi", "response": "ho"}\n{"prompt": "no answer"}\n'}, ["body", "dataset_jsonl"], "line 2"),
+        ({"dataset_jsonl": '{"prompt": "hi", "response": "ho"}'}, ["body"], "exactly one"),
+    ],
+)
+def test_bad_input_gets_422_naming_the_field_and_the_reason(client, change, loc, reason):
+    response = client.post("/api/jobs", json={**SMALL_JOB, **change})
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert any(error["loc"] == loc and reason in error["msg"] for error in detail), detail
+    assert client.get("/api/jobs").json() == []
+
+
+def test_a_full_queue_refuses_more_jobs_before_queueing(settings, client):
+    settings.max_queued_jobs = 2
+    assert [client.post("/api/jobs", json=SMALL_JOB).status_code for _ in range(3)] == [201, 201, 422]
+    assert "queue is full" in client.post("/api/jobs", json=SMALL_JOB).json()["detail"][0]["msg"]
+    assert len(client.get("/api/jobs").json()) == 2
+
+
+def test_pasted_rows_over_the_row_limit_are_refused(settings, client):
+    settings.max_dataset_rows = 3
+    rows = "".join('{"prompt": "p%d", "response": "r"}\n' % n for n in range(5))
+    response = client.post("/api/jobs", json={**SMALL_JOB, "dataset": None, "dataset_jsonl": rows})
+    assert response.status_code == 422 and "at most 3" in response.json()["detail"][0]["msg"]
+
+
+def test_pasted_rows_are_stored_for_the_worker_but_not_shown(app, client):
+    rows = "".join('{"prompt": "p%d", "response": "r"}\n' % n for n in range(4))
+    job = client.post("/api/jobs", json={**SMALL_JOB, "dataset": None, "dataset_jsonl": rows}).json()
+    assert job["dataset"] == "pasted" and "dataset_rows" not in job
+    from app.jobs.models import Job
+    from app.jobs.worker import training_spec
+
+    with Session(app.state.engine) as session:
+        spec = training_spec(session.get(Job, job["id"]))
+    assert len(spec["dataset_rows"]) == 4 and "dataset" not in spec
+
+
+def test_unknown_jobs_are_404(client):
+    for path in ("/api/jobs/999", "/api/jobs/999/metrics", "/api/jobs/999/events", "/api/jobs/999/adapter"):
+        assert client.get(path).status_code == 404, path
+    assert client.post("/api/jobs/999/cancel").status_code == 404
+
+
+def test_metrics_after_a_step(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=6)
+    assert [row["step"] for row in client.get(f"/api/jobs/{job_id}/metrics").json()] == [1, 2, 3, 4, 5, 6]
+    assert [row["step"] for row in client.get(f"/api/jobs/{job_id}/metrics?after=4").json()] == [5, 6]
+    assert client.get(f"/api/jobs/{job_id}/metrics?after=-1").status_code == 422
+
+
+def read_stream(client, path: str, headers: dict | None = None):
+    with client.stream("GET", path, headers=headers or {}) as response:
+        assert response.headers["content-type"].startswith("text/event-stream")
+        return list(parse_events(response.iter_lines()))
+
+
+def test_a_finished_job_streams_every_metric_with_its_step_as_id_then_done(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=5)
+    events = read_stream(client, f"/api/jobs/{job_id}/events")
+    metrics = [event for event in events if event.event == "metric"]
+    assert [event.id for event in metrics] == ["1", "2", "3", "4", "5"]
+    assert [event.json()["step"] for event in metrics] == [1, 2, 3, 4, 5]
+    assert events[-1].event == "done" and events[-1].json()["status"] == "succeeded"
+
+
+def test_a_reconnecting_client_resumes_after_last_event_id_with_no_gap_and_no_duplicate(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=7)
+    resumed = read_stream(client, f"/api/jobs/{job_id}/events", headers={"Last-Event-ID": "4"})
+    assert [event.id for event in resumed if event.event == "metric"] == ["5", "6", "7"]
+    # Last-Event-ID wins over ?after=, as a browser's reconnection keeps the URL it started with
+    resumed = read_stream(client, f"/api/jobs/{job_id}/events?after=1", headers={"Last-Event-ID": "6"})
+    assert [event.id for event in resumed if event.event == "metric"] == ["7"]
+    assert [event.id for event in read_stream(client, f"/api/jobs/{job_id}/events?after=5") if event.event == "metric"] == ["6", "7"]
+
+
+def test_cancelling_a_queued_job_is_immediate_and_a_finished_job_cannot_be_cancelled(app, client):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    response = client.post(f"/api/jobs/{job_id}/cancel")
+    assert response.status_code == 202 and response.json()["status"] == "cancelled"
+    assert queue.claim_next_job(app.state.engine, "w", 30) is None
+    finished = finished_job_with_metrics(app, client, steps=2)
+    assert client.post(f"/api/jobs/{finished}/cancel").status_code == 409
+
+
+def test_cancelling_a_running_job_asks_its_worker_to_stop(app, client):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    queue.claim_next_job(app.state.engine, "w", 30)
+    job = client.post(f"/api/jobs/{job_id}/cancel").json()
+    assert (job["status"], job["cancel_requested"]) == ("running", True)
+    assert queue.is_stop_requested(app.state.engine, job_id, "w")
+
+
+def test_a_running_job_whose_lease_ran_out_reads_as_interrupted(app, client):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    queue.claim_next_job(app.state.engine, "w", lease_seconds=-1)
+    job = client.get(f"/api/jobs/{job_id}").json()
+    assert job["status"] == "interrupted" and "lease" in job["error"]
+
+
+def test_the_adapter_is_404_until_a_zip_is_stored(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=1)
+    assert client.get(f"/api/jobs/{job_id}/adapter").status_code == 404
+    queue.store_adapter_archive(app.state.engine, job_id, b"PK\x05\x06" + b"\x00" * 18)
+    response = client.get(f"/api/jobs/{job_id}/adapter")
+    assert response.status_code == 200 and response.headers["content-type"] == "application/zip"
+    assert f"lorapedia-job-{job_id}-adapter.zip" in response.headers["content-disposition"]
+    assert client.get(f"/api/jobs/{job_id}").json()["has_adapter"] is True
+
+
+def test_the_job_api_is_in_openapi(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/api/datasets", "/api/jobs", "/api/jobs/{job_id}", "/api/jobs/{job_id}/metrics",
+                 "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel", "/api/jobs/{job_id}/adapter"):
+        assert path in paths, path
+    assert "text/event-stream" in paths["/api/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]

@@ -1,0 +1,86 @@
+"""Job pages without a browser: list, form (prefill, links, inline errors, redirect), detail, page stream."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from app.jobs import queue
+from tests.jobs.sse_client import parse_events
+from tests.web.test_jobs_api import SMALL_JOB, finished_job_with_metrics
+
+HTMX = {"HX-Request": "true"}
+
+
+def test_the_form_has_every_field_linked_to_its_page_and_prefilled_from_the_query(app, client):
+    html = client.get("/jobs/new?r=16&learning_rate=0.0005&target_modules=q_proj,v_proj").text
+    for name in app.state.library.params:
+        if re.search(rf'name="{name}"', html):
+            assert f'href="/params/{name}"' in html, name
+    assert re.search(r'name="r" value="16"', html)
+    assert re.search(r'name="learning_rate" value="0.0005"', html)
+    assert 'value="q_proj,v_proj"' in html
+    for name in ("lora_dropout", "use_rslora", "per_device_train_batch_size", "gradient_accumulation_steps", "packing", "eval_steps"):
+        assert f'name="{name}"' in html, name
+
+
+def test_a_valid_form_queues_the_job_and_redirects_to_its_page(client):
+    form = {"model": "tiny-llama", "dataset": "addition", "r": "4", "max_steps": "3", "use_dora": "false"}
+    response = client.post("/jobs/new", data=form, follow_redirects=False)
+    assert response.status_code == 303
+    job = client.get("/api/jobs").json()[0]
+    assert response.headers["location"] == f"/jobs/{job['id']}"
+    assert (job["config"]["lora"]["r"], job["config"]["training"]["max_steps"]) == (4, 3)
+    assert client.post("/jobs/new", data=form, headers=HTMX).headers["HX-Redirect"].startswith("/jobs/")
+
+
+def test_a_bad_form_comes_back_with_a_message_at_each_bad_field_and_the_values_kept(client):
+    form = {"model": "tiny-llama", "dataset": "addition", "r": "4", "max_steps": "100000", "lora_dropout": "1.0"}
+    response = client.post("/jobs/new", data=form)
+    assert response.status_code == 422
+    assert "field-error" in response.text and "<html" in response.text and 'value="100000"' in response.text
+    partial = client.post("/jobs/new", data={**form, "max_steps": "abc"}, headers=HTMX)
+    assert partial.status_code == 422 and "<html" not in partial.text and 'id="job-form"' in partial.text
+    assert "is not a whole number" in partial.text
+    assert client.get("/api/jobs").json() == []
+
+
+def test_the_list_shows_each_job(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=3)
+    html = client.get("/jobs").text
+    assert f'href="/jobs/{job_id}"' in html and "succeeded" in html and "4.0000" in html
+
+
+def test_a_finished_job_page_embeds_its_whole_curve_and_opens_no_stream(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=4)
+    html = client.get(f"/jobs/{job_id}").text
+    assert "sse-connect" not in html
+    points = json.loads(re.search(r'<script type="application/json" id="job-metrics">(.*?)</script>', html, re.S).group(1))
+    assert [point["step"] for point in points] == [1, 2, 3, 4]
+    assert 'data-points="4"' in html and "Predicted" in html and "Measured" in html
+
+
+def test_a_running_job_page_streams_from_the_step_it_already_shows(app, client):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    queue.claim_next_job(app.state.engine, "w", 30)
+    queue.append_metric(app.state.engine, job_id, {"step": 1, "train_loss": 3.0, "elapsed_seconds": 0.5})
+    html = client.get(f"/jobs/{job_id}").text
+    assert f'sse-connect="/jobs/{job_id}/events?after=1"' in html
+    assert 'sse-swap="progress"' in html and "Cancel the job" in html
+
+
+def test_the_page_stream_sends_progress_and_results_html_for_htmx(app, client):
+    job_id = finished_job_with_metrics(app, client, steps=3)
+    with client.stream("GET", f"/jobs/{job_id}/events?after=2") as response:
+        events = list(parse_events(response.iter_lines()))
+    names = [event.event for event in events]
+    assert names.count("metric") == 1 and "progress" in names and "results" in names and names[-1] == "done"
+    progress = next(event.data for event in events if event.event == "progress")
+    assert 'id="job-progress-bar"' in progress and 'value="3"' in progress
+
+
+def test_cancel_from_the_page_works_without_javascript(client):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    response = client.post(f"/jobs/{job_id}/cancel", follow_redirects=False)
+    assert response.status_code == 303 and response.headers["location"] == f"/jobs/{job_id}"
+    assert client.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
