@@ -3,23 +3,17 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-try:
-    from app.calc.spec import LoraSpec
-except ModuleNotFoundError:  # the calculator's LoraSpec has not landed yet: pass peft's field names through
+from app.training.spec import OPTIMIZERS, SCHEDULERS
 
-    class LoraSpec(BaseModel):  # type: ignore[no-redef]
-        """Placeholder for app.calc.spec.LoraSpec: any LoraConfig fields, unchecked."""
+from app.calc.spec import LoraSpec
 
-        model_config = ConfigDict(extra="allow")
-
-SchedulerName = Literal[
-    "linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"
-]
-OptimizerName = Literal["adamw_torch", "sgd"]
+# the choices the trainer implements (app/training/spec.py is pure: importing it loads no torch)
+SchedulerName = Literal[SCHEDULERS]
+OptimizerName = Literal[OPTIMIZERS]
 
 
 class TrainingSpec(BaseModel):
@@ -41,10 +35,13 @@ class TrainingSpec(BaseModel):
     seed: int = Field(42, ge=0, description="Seed of the adapter initialisation, shuffling and dropout.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
     max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping threshold; 0 turns clipping off.")
-    optim: OptimizerName = Field("adamw_torch", description="Optimizer.")
-    eval_steps: int | None = Field(10, ge=1, description="Evaluate on the held-out split every this many steps; empty for never.")
+    optim: OptimizerName = Field("adamw_torch_fused", description="Optimizer (TrainingArguments' default).")
+    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's decay rate of the gradient average.")
+    adam_beta2: float = Field(0.999, ge=0, lt=1, description="AdamW's decay rate of the squared-gradient average.")
+    adam_epsilon: float = Field(1e-8, gt=0, le=1, description="AdamW's term added to the denominator for stability.")
+    eval_steps: int | None = Field(10, ge=1, description="Evaluate on the held-out split every this many steps (and after the last); empty: after the last only.")
 
-    @field_validator("learning_rate", "weight_decay", "num_train_epochs", "max_grad_norm")
+    @field_validator("learning_rate", "weight_decay", "num_train_epochs", "max_grad_norm", "adam_epsilon")
     @classmethod
     def _finite(cls, value: float) -> float:
         if not math.isfinite(value):
@@ -75,7 +72,3 @@ class JobCreate(BaseModel):
         if (self.dataset is None) == (self.dataset_jsonl is None):
             raise ValueError("give exactly one of dataset (an id) or dataset_jsonl (pasted rows)")
         return self
-
-    def lora_config(self) -> dict[str, Any]:
-        """The LoRA fields as a JSON-ready dict."""
-        return self.lora.model_dump(mode="json")

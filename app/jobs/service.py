@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import logging
-import math
 from collections.abc import Sequence
 from typing import Any
 
 from sqlalchemy import func, update
 from sqlmodel import Session, col, select
 
-from app.jobs import datasets, predictions, queue
+from app.content import datasets
+from app.jobs import predictions, queue
 from app.jobs.models import FINISHED_STATUSES, AdapterArchive, Job, JobPublic, JobStatus, MetricPoint, MetricPublic, utcnow
 from app.jobs.schemas import JobCreate
 from app.settings import Settings
 from app.training.registry import UnknownModelError, resolve_model
+from app.training.spec import SpecError, check_total_steps, parse_training
 
 logger = logging.getLogger(__name__)
 
@@ -49,7 +50,8 @@ def create_job(session: Session, settings: Settings, request: JobCreate) -> Job:
     _check_training_limits(settings, request, row_count)
     if queue.count_queued(session) >= settings.max_queued_jobs:
         raise JobRejected([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
-    config = request.model_dump(mode="json", exclude={"dataset_jsonl"})
+    # unset LoRA fields are left out rather than null, so peft and the trainer apply their own defaults
+    config = {"lora": request.lora.model_dump(mode="json", exclude_none=True), "training": request.training.model_dump(mode="json")}
     job = Job(
         model=request.model,
         dataset=PASTED_DATASET if rows is not None else request.dataset,
@@ -67,41 +69,25 @@ def create_job(session: Session, settings: Settings, request: JobCreate) -> Job:
 def _pasted_rows(settings: Settings, request: JobCreate) -> list[dict[str, Any]] | None:
     if request.dataset_jsonl is None:
         return None
-    size = len(request.dataset_jsonl.encode())
-    if size > settings.max_dataset_bytes:
-        raise JobRejected(["dataset_jsonl"], f"{size} bytes is over the limit of {settings.max_dataset_bytes} bytes (max_dataset_bytes)")
     try:
-        rows = datasets.parse_jsonl(request.dataset_jsonl)
-    except ValueError as error:
+        return datasets.parse_jsonl(request.dataset_jsonl, settings.max_dataset_bytes, settings.max_dataset_rows)
+    except datasets.DatasetError as error:
         raise JobRejected(["dataset_jsonl"], str(error)) from error
-    if len(rows) > settings.max_dataset_rows:
-        raise JobRejected(["dataset_jsonl"], f"{len(rows)} rows is over the limit of {settings.max_dataset_rows} rows (max_dataset_rows)")
-    return rows
 
 
 def _catalogue_row_count(settings: Settings, dataset_id: str | None) -> int:
     try:
-        return datasets.train_row_count(settings, dataset_id)
-    except KeyError as error:
+        return len(datasets.load_dataset(dataset_id, settings.content_dir).train)
+    except datasets.UnknownDatasetError as error:
         raise JobRejected(["dataset"], str(error.args[0])) from error
 
 
 def _check_training_limits(settings: Settings, request: JobCreate, row_count: int) -> None:
-    training = request.training
-    if training.max_seq_length > settings.max_seq_length:
-        raise JobRejected(["training", "max_seq_length"], f"{training.max_seq_length} tokens is over this instance's limit of {settings.max_seq_length} (max_seq_length)")
-    steps = planned_steps(training.max_steps, training.num_train_epochs, row_count,
-                          training.per_device_train_batch_size * training.gradient_accumulation_steps)
-    field = "max_steps" if training.max_steps > 0 else "num_train_epochs"
-    if steps > settings.max_steps:
-        raise JobRejected(["training", field], f"{steps} optimizer steps is over this instance's limit of {settings.max_steps} (max_steps)")
-
-
-def planned_steps(max_steps: int, epochs: float, rows: int, examples_per_step: int) -> int:
-    """Optimizer steps a run will take: max_steps, or enough steps for `epochs` passes (before packing)."""
-    if max_steps > 0:
-        return max_steps
-    return max(1, math.ceil(epochs * math.ceil(rows / examples_per_step)))
+    """The trainer's own checks and this instance's limits (steps, sequence length), before anything is queued."""
+    try:
+        check_total_steps(parse_training(request.training.model_dump(mode="json"), settings), row_count, settings)
+    except SpecError as error:
+        raise JobRejected(error.field.split("."), error.reason) from error
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -149,6 +135,12 @@ def metrics_after(session: Session, job_id: int, after: int = 0, limit: int | No
     if limit is not None:
         query = query.limit(limit)
     return [MetricPublic.model_validate(point) for point in session.exec(query).all()]
+
+
+def metric_at(session: Session, job_id: int, step: int) -> MetricPublic | None:
+    """The metric row of one step, or None."""
+    point = session.exec(select(MetricPoint).where(MetricPoint.job_id == job_id, MetricPoint.step == step)).first()
+    return MetricPublic.model_validate(point) if point is not None else None
 
 
 def request_cancel(session: Session, job: Job) -> Job:

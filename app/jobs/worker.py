@@ -30,7 +30,7 @@ MEASURED_FIELDS = (
     "device", "trainable_params", "total_params", "peak_memory_bytes",
     "samples_before", "samples_after", "final_train_loss", "final_eval_loss",
 )
-START_FIELDS = ("device", "total_steps", "trainable_params", "samples_before")
+START_FIELDS = ("device", "total_steps", "trainable_params", "total_params", "samples_before")
 
 
 def make_worker_id() -> str:
@@ -133,7 +133,8 @@ class JobRun:
             logger.info("job %d: %s %s", self.job_id, name, data)
 
     def _finish(self, result: dict[str, Any]) -> None:
-        figures = {name: result.get(name) for name in MEASURED_FIELDS}
+        # what the result leaves out keeps the value recorded at start (samples_before, device)
+        figures = {name: result[name] for name in MEASURED_FIELDS if result.get(name) is not None}
         if result.get("adapter_dir"):
             figures["adapter_path"] = str(result["adapter_dir"])
         if result["status"] == "succeeded":

@@ -9,6 +9,7 @@ PAD_TOKEN = "<|pad|>"
 BOS_TOKEN = "<|endoftext|>"
 IM_START = "<|im_start|>"
 IM_END = "<|im_end|>"
+VOCAB_SIZE = 512  # tiny-llama's embedding rows; ids past the named tokens are reserved so every id decodes
 
 # ChatML, the format SmolLM2 uses too, so both built-in models see the same kind of prompt.
 CHATML_TEMPLATE = (
@@ -20,7 +21,7 @@ CHATML_TEMPLATE = (
 
 
 def build_byte_tokenizer() -> PreTrainedTokenizerFast:
-    """256 byte tokens (ids 0-255) and four special tokens (256-259): any text round-trips."""
+    """256 byte tokens (ids 0-255), four special tokens (256-259), reserved tokens up to 511: any text round-trips."""
     alphabet = pre_tokenizers.ByteLevel.alphabet()
     # Order by the byte each character stands for, so token id == byte value.
     byte_to_char = _bytes_to_unicode()
@@ -29,7 +30,9 @@ def build_byte_tokenizer() -> PreTrainedTokenizerFast:
     backend = Tokenizer(models.BPE(vocab=vocab, merges=[]))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
     backend.decoder = decoders.ByteLevel()
-    backend.add_special_tokens([PAD_TOKEN, BOS_TOKEN, IM_START, IM_END])
+    named = [PAD_TOKEN, BOS_TOKEN, IM_START, IM_END]
+    reserved = [f"<|reserved_{index}|>" for index in range(VOCAB_SIZE - 256 - len(named))]
+    backend.add_special_tokens(named + reserved)
     tokenizer = PreTrainedTokenizerFast(
         tokenizer_object=backend,
         bos_token=BOS_TOKEN,

@@ -35,9 +35,11 @@ class LoadedModel:
 
     @property
     def device_label(self) -> str:
-        """Human-readable device and dtype, as recorded on the job (e.g. 'cpu float32')."""
-        name = torch.cuda.get_device_name(self.device) if self.device.type == "cuda" else "cpu"
-        return f"{self.device.type} ({name}) {str(self.dtype).removeprefix('torch.')}"
+        """Device and dtype as recorded on the job: 'cpu float32' or 'cuda (NVIDIA H200) bfloat16'."""
+        dtype = str(self.dtype).removeprefix("torch.")
+        if self.device.type == "cuda":
+            return f"cuda ({torch.cuda.get_device_name(self.device)}) {dtype}"
+        return f"{self.device.type} {dtype}"
 
 
 def pick_device() -> tuple[torch.device, torch.dtype]:

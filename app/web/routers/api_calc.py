@@ -1,5 +1,108 @@
-"""Router: api_calc."""
+"""API: the calculator (POST /api/calc), the model catalogue and "explain my adapter", for tools and tests."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Body, HTTPException
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field, ValidationError
+
+from app.calc import CalcInputError, CalcRequest, CalcResult, Catalogue, compute, load_catalogue
+from app.calc.explain import Explanation, explain
+from app.web.deps import SettingsDep
+from app.web.errors import validation_detail
+
+router = APIRouter(prefix="/api", tags=["calculator"])
+
+CALC_EXAMPLE = {
+    "model": "llama-3.1-8b",
+    "lora": {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "use_dora": False},
+    "training": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, "max_seq_length": 1024,
+                 "gradient_checkpointing": True, "base_dtype": "nf4", "optimizer": "adamw_8bit", "devices": 1},
+}
+ERROR_RESPONSES = {422: {"description": "A field is invalid: `detail` lists each field (`loc`) and the reason (`msg`)."}}
+
+
+class ModelSummary(BaseModel):
+    """A catalogue model."""
+
+    id: str
+    name: str
+    hf_id: str | None
+    licence: str
+    size: str = Field(description="Parameter count, rounded.")
+    model_type: str
+    note: str = ""
+
+
+class ModelDetail(ModelSummary):
+    """A catalogue model with its config.json."""
+
+    config: dict[str, Any] = Field(description="The model's Hugging Face config.json, unchanged.")
+
+
+def catalogue_for(settings) -> Catalogue:
+    """The catalogue under the configured content directory."""
+    return load_catalogue(settings.content_dir / "models")
+
+
+def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
+    """A 422 in the same shape as FastAPI's request validation errors."""
+    return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
+
+
+def _summary(model) -> dict[str, Any]:
+    return dict(id=model.id, name=model.name, hf_id=model.hf_id, licence=model.licence, size=model.size,
+                model_type=model.config["model_type"], note=model.note)
+
+
+@router.post("/calc", response_model=CalcResult, responses=ERROR_RESPONSES)
+def calculate(
+    request: Annotated[CalcRequest, Body(openapi_examples={"qlora-llama": {"summary": "QLoRA on Llama-3.1-8B", "value": CALC_EXAMPLE}})],
+    settings: SettingsDep,
+):
+    """Exact trainable parameters (equal to peft's), scaling per module, a memory estimate and lints.
+
+    Give `model` (a catalogue id from GET /api/models) or `model_config` (a config.json), `lora` with
+    LoraConfig fields as peft spells them, and optionally `training`.
+    """
+    try:
+        return compute(request, catalogue_for(settings))
+    except CalcInputError as error:
+        return unprocessable([error.as_error(("body",))])
+
+
+@router.get("/models", response_model=list[ModelSummary])
+def list_models(settings: SettingsDep):
+    """The model catalogue: ids to use as `model` in POST /api/calc."""
+    return [_summary(model) for model in catalogue_for(settings).models]
+
+
+@router.get("/models/{model_id}", response_model=ModelDetail, responses={404: {"description": "No such model."}})
+def get_model(model_id: str, settings: SettingsDep):
+    """One catalogue model with its real config.json."""
+    try:
+        model = catalogue_for(settings).get(model_id)
+    except CalcInputError as error:
+        raise HTTPException(404, error.message) from None
+    return {**_summary(model), "config": model.config}
+
+
+@router.post("/explain", response_model=Explanation, responses=ERROR_RESPONSES)
+def explain_adapter(
+    body: Annotated[dict[str, Any], Body(description='An adapter_config.json, or {"adapter_config": {...}, "model_config": {...}}.')],
+    settings: SettingsDep,
+):
+    """Every key of an adapter_config.json explained; exact counts when the base model is known."""
+    wrapped = "adapter_config" in body and isinstance(body["adapter_config"], dict) and "peft_type" not in body
+    adapter_config = body["adapter_config"] if wrapped else body
+    model_config = body.get("model_config") if wrapped else None
+    if model_config is not None and not isinstance(model_config, dict):
+        return unprocessable([{"loc": ["body", "model_config"], "msg": "model_config must be a JSON object", "type": "dict_type"}])
+    try:
+        return explain(adapter_config, model_config, catalogue_for(settings))
+    except CalcInputError as error:
+        return unprocessable([error.as_error(("body",))])
+    except ValidationError as error:
+        return unprocessable([{**detail, "loc": ["body", *detail["loc"]]} for detail in error.errors()])

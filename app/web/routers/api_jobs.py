@@ -1,5 +1,120 @@
-"""Router: api_jobs."""
+"""JSON API for jobs: datasets, submit, list, read, metrics, SSE events, cancel, adapter download."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+from pydantic import BaseModel, Field
+from sqlmodel import Session
+
+from app.content import datasets
+from app.jobs import service
+from app.jobs.models import Job, JobPublic, MetricPublic
+from app.jobs.schemas import JobCreate
+from app.web.deps import EngineDep, SessionDep, SettingsDep
+from app.web.sse import job_event_stream, parse_resume_step
+
+router = APIRouter(prefix="/api", tags=["jobs"])
+PREVIEW_ROWS = 3
+
+
+def existing_job(job_id: int, session: SessionDep) -> Job:
+    """The job with this id, or 404."""
+    job = service.get_job(session, job_id)
+    if job is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
+    return job
+
+
+def existing_job_id(job_id: int, engine: EngineDep) -> int:
+    """404 unless the job exists; opens its own short session so a long stream holds no connection."""
+    with Session(engine) as session:
+        existing_job(job_id, session)
+    return job_id
+
+
+JobDep = Annotated[Job, Depends(existing_job)]
+
+
+class DatasetPublic(BaseModel):
+    """A catalogue dataset: what it teaches, its split sizes and its first rows."""
+
+    id: str
+    title: str
+    description: str
+    task: str = Field(description="qa, style or exact_match (scored by exact match on the eval split).")
+    train_rows: int
+    eval_rows: int
+    preview: list[dict[str, str]] = Field(description="The first training rows as prompt and response.")
+
+
+@router.get("/datasets", summary="Datasets a job can train on, with their split sizes and a preview")
+def list_datasets(settings: SettingsDep) -> list[DatasetPublic]:
+    return [
+        DatasetPublic(**asdict(info), preview=datasets.preview(datasets.load_dataset(info.id, settings.content_dir).train, PREVIEW_ROWS))
+        for info in datasets.list_datasets(settings.content_dir)
+    ]
+
+
+@router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="Queue a fine-tuning job",
+             responses={422: {"description": "A field breaks a rule or an instance limit; `detail` names it and says why"}})
+def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
+    try:
+        job = service.create_job(session, settings, request)
+    except service.JobRejected as rejected:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, rejected.as_detail()) from rejected
+    response.headers["Location"] = f"/api/jobs/{job.id}"
+    return service.job_public(session, job)
+
+
+@router.get("/jobs", summary="Jobs, newest first")
+def list_jobs(session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[JobPublic]:
+    return service.list_jobs(session, limit)
+
+
+@router.get("/jobs/{job_id}", summary="A job: status, config, measured and predicted figures")
+def read_job(job: JobDep, session: SessionDep) -> JobPublic:
+    return service.job_public(session, job)
+
+
+@router.get("/jobs/{job_id}/metrics", summary="Metric rows after a step, in step order")
+def read_metrics(job: JobDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> list[MetricPublic]:
+    return service.metrics_after(session, job.id, after)
+
+
+@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
+            summary="Server-Sent Events: `metric` (id = step), `status`, and `done` when the job has ended")
+async def job_events(
+    job_id: Annotated[int, Depends(existing_job_id)],
+    engine: EngineDep,
+    settings: SettingsDep,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this step (Last-Event-ID wins).")] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds):
+        yield event
+
+
+@router.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED,
+             summary="Cancel: a queued job at once, a running one within one optimizer step",
+             responses={409: {"description": "The job has already finished"}})
+def cancel_job(job: JobDep, session: SessionDep) -> JobPublic:
+    try:
+        job = service.request_cancel(session, job)
+    except service.JobConflict as conflict:
+        raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from conflict
+    return service.job_public(session, job)
+
+
+@router.get("/jobs/{job_id}/adapter", summary="The trained adapter in PEFT format, as a zip",
+            response_class=Response, responses={200: {"content": {"application/zip": {}}}, 404: {"description": "No adapter (yet)"}})
+def download_adapter(job: JobDep, session: SessionDep) -> Response:
+    content = service.adapter_archive(session, job.id)
+    if content is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job.id} has no adapter: it is {job.status.value}")
+    filename = f"lorapedia-job-{job.id}-adapter.zip"
+    return Response(content, media_type="application/zip", headers={"Content-Disposition": f'attachment; filename="{filename}"'})

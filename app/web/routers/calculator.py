@@ -1,5 +1,109 @@
-"""Router: calculator."""
+"""The calculator page: a GET form whose URL holds the whole state; htmx swaps the results block live."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from app.calc.exports import ExportContext, render_all
+from app.calc.form import CUSTOM_MODEL, DEFAULT_MODEL, FIELD_BY_NAME, FIELDS, FormOutcome, calculate, to_query
+from app.calc.result import CalcResult
+from app.web.deps import LibraryDep, SettingsDep
+from app.web.routers.api_calc import catalogue_for
+from app.web.templating import is_htmx, render
+
+router = APIRouter(include_in_schema=False)
+
+TEMPLATE = "calculator/calculator.html"
+# Encyclopedia pages that are not a form field themselves, and the field that shows them.
+FOCUS_ALIASES = {
+    "optim": "optimizer",
+    "load_in_4bit": "base_dtype",
+    "bnb_4bit_quant_type": "base_dtype",
+    "bnb_4bit_compute_dtype": "base_dtype",
+    **{name: "target_modules" for name in (
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens", "lm_head",
+    )},
+}
+JOB_MODELS = {"tiny-llama", "smollm2-135m-instruct"}
+
+
+def focused_field(slug: str | None) -> str | None:
+    """The form field a parameter page's "try it" link should focus."""
+    if not slug:
+        return None
+    if slug in FIELD_BY_NAME:
+        return slug
+    return FOCUS_ALIASES.get(slug)
+
+
+def human_bytes(value: float) -> str:
+    """Bytes in binary units: 1.50 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(value) < 1024 or unit == "TiB":
+            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
+        value /= 1024
+    return f"{value} B"
+
+
+def short_count(value: int) -> str:
+    """1.2M, 3.4B: for headings; exact figures sit beside them."""
+    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
+        if abs(value) >= size:
+            return f"{value / size:.3g}{suffix}"
+    return str(value)
+
+
+def _exports(outcome: FormOutcome, result: CalcResult, model_name: str) -> list[tuple[Any, str]]:
+    request = outcome.request
+    leaves = tuple(dict.fromkeys(row.name.rpartition(".")[2] for row in result.modules))
+    return render_all(ExportContext(request.lora, request.training, model_name, leaves))
+
+
+def _job_link(outcome: FormOutcome) -> str | None:
+    """A prefilled job form for this configuration, when the model can be trained here."""
+    request = outcome.request
+    if request is None or request.model not in JOB_MODELS:
+        return None
+    query = to_query(request.lora.model_dump(exclude_defaults=True), model=request.model)
+    return "/jobs/new?" + urlencode(query)
+
+
+def calculator_context(request: Request, settings, library) -> tuple[dict[str, Any], FormOutcome]:
+    """Everything the calculator template shows for this query string."""
+    catalogue = catalogue_for(settings)
+    params = {key: value for key, value in request.query_params.items()}
+    outcome = calculate(params, catalogue)
+    result = outcome.result
+    model_id = outcome.values.get("model", DEFAULT_MODEL) or DEFAULT_MODEL
+    model_name = "your-org/your-model"
+    if result is not None:
+        model_name = result.model.hf_id or result.model.id or result.model.name
+    context = {
+        "fields": FIELDS,
+        "values": outcome.values,
+        "errors": outcome.errors,
+        "result": result,
+        "models": catalogue.models,
+        "model_id": model_id,
+        "custom_model": CUSTOM_MODEL,
+        "focus": focused_field(request.query_params.get("focus")),
+        "param_slugs": set(library.params),
+        "exports": _exports(outcome, result, model_name) if result is not None else [],
+        "job_link": _job_link(outcome),
+        "partial": is_htmx(request),
+        "human_bytes": human_bytes,
+        "short_count": short_count,
+        "max_part": max((part.bytes for part in result.memory.components), default=1) if result else 1,
+    }
+    return context, outcome
+
+
+@router.get("/calculator", response_class=HTMLResponse)
+def calculator_page(request: Request, settings: SettingsDep, library: LibraryDep):
+    """The form and its results; a query string reproduces the view exactly (bad fields answer 422)."""
+    context, outcome = calculator_context(request, settings, library)
+    return render(request, TEMPLATE, context, block="results", status_code=422 if outcome.errors else 200)

@@ -1,5 +1,82 @@
-"""Router: explain."""
+"""Explain my adapter: paste or upload an adapter_config.json, get every key explained and the exact count."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from starlette.datastructures import UploadFile
+
+from app.calc.errors import CalcInputError
+from app.calc.explain import Explanation, explain
+from app.web.deps import LibraryDep, SettingsDep
+from app.web.routers.api_calc import catalogue_for
+from app.web.routers.calculator import human_bytes, short_count
+from app.web.templating import render
+
+router = APIRouter(include_in_schema=False)
+
+TEMPLATE = "explain/explain.html"
+
+
+def _parse_json(text: str, field: str, errors: dict[str, str], required: bool) -> Any:
+    """JSON from a form field; a problem is recorded on the field."""
+    if not text.strip():
+        if required:
+            errors[field] = "paste an adapter_config.json or choose the file"
+        return None
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        errors[field] = f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        return None
+    if not isinstance(value, dict):
+        errors[field] = "expected a JSON object ({ ... })"
+        return None
+    return value
+
+
+def _context(library, values: dict[str, str], errors: dict[str, str], explanation: Explanation | None) -> dict[str, Any]:
+    query = explanation.calculator_query if explanation else None
+    return {
+        "values": values,
+        "errors": errors,
+        "explanation": explanation,
+        "result": explanation.result if explanation else None,
+        "calculator_url": "/calculator?" + urlencode(query) if query else None,
+        "param_slugs": set(library.params),
+        "human_bytes": human_bytes,
+        "short_count": short_count,
+    }
+
+
+@router.get("/explain", response_class=HTMLResponse)
+def explain_form(request: Request, library: LibraryDep):
+    """The paste/upload form."""
+    return render(request, TEMPLATE, _context(library, {}, {}, None))
+
+
+@router.post("/explain", response_class=HTMLResponse)
+async def explain_submit(request: Request, settings: SettingsDep, library: LibraryDep):
+    """Explain the posted adapter_config.json (pasted, or uploaded as a file)."""
+    form = await request.form()
+    values = {key: value for key, value in form.items() if isinstance(value, str)}
+    upload = form.get("adapter_file")
+    if isinstance(upload, UploadFile) and upload.filename:
+        values["adapter_config"] = (await upload.read()).decode("utf-8", errors="replace")
+    errors: dict[str, str] = {}
+    adapter_config = _parse_json(values.get("adapter_config", ""), "adapter_config", errors, required=True)
+    model_config = _parse_json(values.get("model_config", ""), "model_config", errors, required=False)
+    explanation = None
+    if not errors:
+        try:
+            explanation = explain(adapter_config, model_config, catalogue_for(settings))
+        except (CalcInputError, ValidationError) as error:
+            field = error.loc[0] if isinstance(error, CalcInputError) else "adapter_config"
+            errors[str(field)] = error.message if isinstance(error, CalcInputError) else str(error)
+    status = 422 if errors else 200
+    return render(request, TEMPLATE, _context(library, values, errors, explanation), block="explanation", status_code=status)

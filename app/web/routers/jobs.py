@@ -1,5 +1,125 @@
-"""Router: jobs."""
+"""Job pages: the list, the form (works without JavaScript), and a job's live page with its event stream."""
 
-from fastapi import APIRouter
+from __future__ import annotations
 
-router = APIRouter()
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.sse import EventSourceResponse, ServerSentEvent
+
+from app.content import datasets
+from app.jobs import form, service
+from app.jobs.models import FINISHED_STATUSES, JobPublic, MetricPublic
+from app.training.registry import available_models
+from app.web.deps import EngineDep, LibraryDep, SessionDep, SettingsDep
+from app.web.routers.api_jobs import JobDep, existing_job_id
+from app.web.sse import job_event_stream, parse_resume_step
+from app.web.templating import is_htmx, render, templates
+
+router = APIRouter(include_in_schema=False)
+
+DETAIL_TEMPLATE = "jobs/detail.html"
+LIVE_BLOCKS = ("progress", "results")
+CHART_FIELDS = {"step", "train_loss", "eval_loss", "learning_rate"}
+
+
+@router.get("/jobs", response_class=HTMLResponse)
+def job_list(request: Request, session: SessionDep):
+    """Every job: status, model, key parameters, final loss."""
+    return render(request, "jobs/list.html", {"jobs": service.list_jobs(session)}, block="jobs")
+
+
+def _form_context(settings, library, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+    return {
+        "fields": form.form_fields(),
+        "values": values,
+        "errors": errors,
+        "models": available_models(settings),
+        "datasets": datasets.list_datasets(settings.content_dir),
+        "param_slugs": set(library.params),
+    }
+
+
+@router.get("/jobs/new", response_class=HTMLResponse)
+def new_job(request: Request, settings: SettingsDep, library: LibraryDep):
+    """The job form, prefilled from the URL query (parameter pages and the calculator link here)."""
+    values = form.prefill(request.query_params)
+    return render(request, "jobs/new.html", _form_context(settings, library, values, {}))
+
+
+@router.post("/jobs/new", response_class=HTMLResponse)
+async def submit_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep):
+    """Queue the job and go to its page; or show the form again with a message at each bad field."""
+    submitted = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    try:
+        job = service.create_job(session, settings, form.parse_form(submitted))
+    except (form.FormErrors, service.JobRejected) as error:
+        errors = error.errors if isinstance(error, form.FormErrors) else {form.field_name(error.loc): error.message}
+        context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors)
+        return render(request, "jobs/new.html", context, block="job_form", status_code=422)
+    location = f"/jobs/{job.id}"
+    if is_htmx(request):
+        return HTMLResponse("", headers={"HX-Redirect": location})
+    return RedirectResponse(location, status_code=303)
+
+
+@router.get("/jobs/{job_id}", response_class=HTMLResponse)
+def job_page(request: Request, job: JobDep, session: SessionDep, library: LibraryDep):
+    """A job: config, live chart and progress, samples, predicted vs measured, download and cancel."""
+    public = service.job_public(session, job)
+    metrics = service.metrics_after(session, job.id)
+    return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None) | {
+        "metrics": metrics,
+        "chart_points": [point.model_dump(mode="json", include=CHART_FIELDS) for point in metrics],
+        "param_slugs": set(library.params),
+        "live": public.status not in FINISHED_STATUSES,
+        "rerun_query": urlencode(form.query_for(public.config) | {"model": public.model, "dataset": public.dataset}),
+    })
+
+
+@router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
+def cancel_job(request: Request, job: JobDep, session: SessionDep):
+    """Ask the job to stop; back to its page (htmx swaps the progress block)."""
+    try:
+        job = service.request_cancel(session, job)
+    except service.JobConflict:
+        pass  # it finished while the user clicked: its page says how
+    if is_htmx(request):
+        public = service.job_public(session, job)
+        return render(request, DETAIL_TEMPLATE, detail_context(public, service.metric_at(session, job.id, public.last_step or 0)), block="progress")
+    return RedirectResponse(f"/jobs/{job.id}", status_code=303)
+
+
+@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)
+async def job_page_events(
+    job_id: Annotated[int, Depends(existing_job_id)],
+    engine: EngineDep,
+    settings: SettingsDep,
+    after: Annotated[int | None, Query(ge=0)] = None,
+    last_event_id: Annotated[str | None, Header()] = None,
+) -> AsyncIterator[ServerSentEvent]:
+    """The API's event stream plus the page's progress and results blocks as HTML for htmx to swap."""
+    async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds, render_live_blocks):
+        yield event
+
+
+def detail_context(job: JobPublic, last_metric: MetricPublic | None) -> dict[str, Any]:
+    """What the progress and results blocks show."""
+    return {"job": job, "last_metric": last_metric, "eta_seconds": eta_seconds(job, last_metric)}
+
+
+def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | None:
+    """Time left at the pace so far."""
+    if job.status in FINISHED_STATUSES or not last_metric or not job.total_steps or not last_metric.elapsed_seconds:
+        return None
+    return last_metric.elapsed_seconds / last_metric.step * max(job.total_steps - last_metric.step, 0)
+
+
+def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None) -> dict[str, str]:
+    """The detail page's live blocks as HTML, one SSE event each."""
+    template = templates.get_template(DETAIL_TEMPLATE)
+    context = template.new_context(detail_context(job, last_metric))
+    return {name: "".join(template.blocks[name](context)) for name in LIVE_BLOCKS}

@@ -1,0 +1,95 @@
+"""compute(): one call from a CalcRequest to a CalcResult (counts, scaling, memory, lints)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from app.calc.adapter_file import adapter_file_bytes
+from app.calc.architecture import Architecture
+from app.calc.catalogue import Catalogue, load_catalogue
+from app.calc.families import architecture_from_config
+from app.calc.lints import collect_lints
+from app.calc.memory import estimate_memory
+from app.calc.request import CalcRequest
+from app.calc.result import (
+    AdapterFileSize,
+    CalcResult,
+    LintResult,
+    MemoryComponent,
+    MemoryResult,
+    ModelInfo,
+    ModuleRow,
+    SavedModule,
+    ScalingSummary,
+    TrainingSummary,
+)
+from app.calc.trainable import Adapted, ParamCount, count_trainable
+
+
+def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None) -> CalcResult:
+    """Validate (if given a dict) and compute; raises pydantic.ValidationError or CalcInputError (both ValueError)."""
+    if not isinstance(request, CalcRequest):
+        request = CalcRequest.model_validate(request)
+    catalogue = catalogue or load_catalogue()
+    if request.model is not None:
+        entry = catalogue.get(request.model)
+        config, info_id, name, hf_id = entry.config, entry.id, entry.name, entry.hf_id
+    else:
+        config, info_id, hf_id = request.hf_config or {}, None, None
+        name = str(config.get("_name_or_path") or (config.get("architectures") or ["pasted config.json"])[0])
+    arch = architecture_from_config(config)
+    count = count_trainable(request.lora, arch)
+    return _result(request, arch, count, ModelInfo(
+        id=info_id, name=name, hf_id=hf_id, model_type=arch.model_type, family=arch.family,
+        num_layers=arch.num_layers, hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
+        tie_word_embeddings=arch.tie_word_embeddings, notes=list(arch.notes),
+    ))
+
+
+def group_rows(adapted: list[Adapted]) -> list[ModuleRow]:
+    """Adapted tensors grouped by (name in layer, kind, shape, r, alpha), in model order."""
+    groups: dict[tuple, list[Adapted]] = {}
+    for item in adapted:
+        key = (item.template, item.kind, item.in_features, item.out_features, item.experts, item.r, item.alpha)
+        groups.setdefault(key, []).append(item)
+    rows = []
+    for (template, kind, n_in, n_out, experts, r, alpha), items in groups.items():
+        first = items[0]
+        rows.append(ModuleRow(
+            name=template, kind=kind, in_features=n_in, out_features=n_out, experts=experts, count=len(items),
+            layers=[item.layer for item in items if item.layer is not None], r=r, alpha=alpha,
+            scaling=first.scaling, params_each=first.trainable, params=sum(item.trainable for item in items),
+        ))
+    return rows
+
+
+def _result(request: CalcRequest, arch: Architecture, count: ParamCount, info: ModelInfo) -> CalcResult:
+    spec, training = request.lora, request.training
+    memory = estimate_memory(arch, count, training, float(spec.lora_dropout))
+    lints = collect_lints(spec, training, arch, count)
+    fp32, bf16, tensors = adapter_file_bytes(spec, arch, count)
+    targets = count.resolved.target_modules
+    scalings = sorted({round(item.scaling, 12) for item in count.adapted})
+    return CalcResult(
+        model=info,
+        trainable_params=count.trainable,
+        base_params=count.base,
+        all_params=count.total,
+        trainable_percent=100 * count.trainable / count.total,
+        adapter_file_bytes=AdapterFileSize(fp32=fp32, bf16=bf16, tensors=tensors),
+        scaling=ScalingSummary(rule="alpha/sqrt(r)" if spec.use_rslora else "alpha/r", values=scalings),
+        modules=group_rows(count.adapted),
+        saved_modules=[SavedModule(name=name, params=size) for name, size in count.saved_modules],
+        trainable_bias_params=count.trainable_bias,
+        resolved_target_modules=targets if isinstance(targets, str) or targets is None else sorted(targets),
+        resolved_target_parameters=sorted(count.resolved.target_parameters),
+        memory=MemoryResult(
+            components=[MemoryComponent(key=p.key, label=p.label, bytes=p.bytes, detail=p.detail) for p in memory.parts],
+            total_bytes=memory.total_bytes,
+            assumptions=memory.assumptions,
+            sources=list(memory.sources),
+        ),
+        training=TrainingSummary(effective_batch_size=training.effective_batch_size, tokens_per_step=training.tokens_per_step),
+        lints=[LintResult(**vars(lint)) for lint in lints],
+        lora=spec.model_dump(mode="json"),
+    )

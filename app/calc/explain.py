@@ -1,0 +1,127 @@
+"""Explain an adapter_config.json: every key's meaning, default or not, problems, and the exact count when the model is known."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from pydantic import BaseModel, Field, ValidationError
+
+from app.calc.catalogue import Catalogue, load_catalogue
+from app.calc.compute import compute
+from app.calc.errors import CalcInputError
+from app.calc.fields import FIELDS, LEGACY_FIELDS, PEFT_VERSION
+from app.calc.form import field_of, to_query
+from app.calc.request import CalcRequest
+from app.calc.result import CalcResult
+from app.calc.spec import LoraSpec
+
+
+class ExplainedKey(BaseModel):
+    """One key of the adapter_config.json."""
+
+    key: str
+    value: str = Field(description="The value as JSON.")
+    status: str = Field(description="default, changed, metadata, legacy or unknown.")
+    meaning: str
+    page: str | None = Field(None, description="Slug of the encyclopedia page.")
+    default: str | None = Field(None, description="peft's default, as JSON.")
+    modelled: bool = Field(False, description="Whether the calculator's numbers take this key into account.")
+
+
+class Explanation(BaseModel):
+    """What an adapter_config.json says, and what it costs when the base model is known."""
+
+    keys: list[ExplainedKey]
+    problems: list[str] = Field(description="What peft would reject or cannot load.")
+    notes: list[str]
+    model_id: str | None = Field(None, description="The catalogue model the adapter matches, if any.")
+    model_label: str | None = None
+    result: CalcResult | None = Field(None, description="Exact counts, scaling and lints, when the model is known.")
+    calculator_query: dict[str, str] | None = Field(None, description="Query string that opens /calculator with this adapter.")
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True)
+
+
+def _explain_key(key: str, value: Any) -> ExplainedKey:
+    info = FIELDS.get(key)
+    if info is not None:
+        default = info.default
+        is_default = value == default or (value is None and default in (False, {}, None))
+        status = "metadata" if info.metadata else ("default" if is_default else "changed")
+        return ExplainedKey(key=key, value=_json(value), status=status, meaning=info.meaning, page=info.page,
+                            default=_json(default), modelled=info.modelled)
+    if key in LEGACY_FIELDS:
+        return ExplainedKey(key=key, value=_json(value), status="legacy", meaning=LEGACY_FIELDS[key])
+    return ExplainedKey(
+        key=key, value=_json(value), status="unknown",
+        meaning=f"Not a LoraConfig field in peft {PEFT_VERSION}: written by a newer peft, another tool, or a typo. "
+        "peft 0.21 ignores it, with a warning, when it loads the file.",
+    )
+
+
+def lora_fields_of(adapter_config: dict[str, Any]) -> dict[str, Any]:
+    """The LoraSpec fields of an adapter_config, with nulls that mean "default" dropped."""
+    fields = LoraSpec.model_fields
+    return {
+        key: value
+        for key, value in adapter_config.items()
+        if key in fields and not (value is None and fields[key].default is not None)
+    }
+
+
+def explain(
+    adapter_config: Any, model_config: dict[str, Any] | None = None, catalogue: Catalogue | None = None
+) -> Explanation:
+    """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given."""
+    if not isinstance(adapter_config, dict):
+        raise CalcInputError(("adapter_config",), "an adapter_config.json is a JSON object", "dict_type")
+    catalogue = catalogue or load_catalogue()
+    keys = [_explain_key(key, value) for key, value in adapter_config.items()]
+    problems: list[str] = []
+    notes: list[str] = []
+    peft_type = adapter_config.get("peft_type", "LORA")
+    if peft_type != "LORA":
+        problems.append(f"peft_type is {peft_type!r}: this page explains LoRA adapters (peft_type LORA).")
+    unknown = [item.key for item in keys if item.status in ("unknown", "legacy")]
+    if unknown:
+        notes.append(f"peft {PEFT_VERSION} does not know {', '.join(unknown)}; it loads the file and ignores them with a warning.")
+    unmodelled = [item.key for item in keys if item.status == "changed" and not item.modelled]
+    if unmodelled:
+        notes.append(f"Not reflected in the counts: {', '.join(unmodelled)}.")
+    version = adapter_config.get("peft_version")
+    if version and version != PEFT_VERSION:
+        notes.append(f"Saved by peft {version}; the meanings and defaults here are peft {PEFT_VERSION}'s.")
+
+    lora = lora_fields_of(adapter_config)
+    entry = None if model_config is not None else catalogue.find(adapter_config.get("base_model_name_or_path"))
+    explanation = Explanation(keys=keys, problems=problems, notes=notes)
+    problems, notes = explanation.problems, explanation.notes  # pydantic copied the lists
+    if entry is not None:
+        explanation.model_id, explanation.model_label = entry.id, entry.name
+    elif model_config is not None:
+        explanation.model_label = "the pasted config.json"
+    elif adapter_config.get("base_model_name_or_path"):
+        notes.append(
+            f"{adapter_config['base_model_name_or_path']!r} is not in the catalogue: paste its config.json to get "
+            "the exact count."
+        )
+    try:
+        spec = LoraSpec.model_validate(lora)
+    except ValidationError as error:
+        problems.extend(f"{field_of(tuple(d['loc']))}: {d['msg']}" for d in error.errors())
+        return explanation
+    explanation.calculator_query = to_query(
+        spec.model_dump(exclude_defaults=True), model=entry.id if entry else None, model_config=model_config
+    )
+    if entry is None and model_config is None:
+        return explanation
+    try:
+        request = CalcRequest(model=entry.id if entry else None, model_config=model_config, lora=spec)
+        explanation.result = compute(request, catalogue)
+    except (CalcInputError, ValidationError) as error:
+        message = error.message if isinstance(error, CalcInputError) else "; ".join(d["msg"] for d in error.errors())
+        problems.append(message)
+    return explanation

@@ -1,0 +1,64 @@
+"""Export as an Axolotl YAML config (keys from Axolotl's config reference)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from app.calc.exports.context import SAFE_DUMPER, ExportContext
+from app.calc.matching import is_all_linear
+
+HANDLED = {"r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save", "fan_in_fan_out", "use_dora",
+           "use_rslora", "layers_to_transform", "layers_pattern", "init_lora_weights", "loftq_config"}
+
+
+def axolotl_yaml(context: ExportContext) -> str:
+    """adapter, lora_* and peft_* keys plus the training settings."""
+    lora, training = context.lora, context.training
+    data: dict[str, Any] = {"base_model": context.model_name}
+    data["adapter"] = "qlora" if training.base_dtype in ("nf4", "fp4") else "lora"
+    if training.base_dtype in ("nf4", "fp4"):
+        data["load_in_4bit"] = True
+    if training.base_dtype == "int8":
+        data["load_in_8bit"] = True
+    data.update(lora_r=lora.r, lora_alpha=lora.lora_alpha, lora_dropout=float(lora.lora_dropout))
+    if is_all_linear(lora.target_modules):
+        data["lora_target_linear"] = True
+    elif lora.target_modules is not None:
+        data["lora_target_modules"] = lora.target_modules
+    else:
+        data["lora_target_modules"] = list(context.adapted_leaves)
+    if lora.modules_to_save:
+        data["lora_modules_to_save"] = lora.modules_to_save
+    if lora.fan_in_fan_out:
+        data["lora_fan_in_fan_out"] = True
+    if lora.use_dora:
+        data["peft_use_dora"] = True
+    if lora.use_rslora:
+        data["peft_use_rslora"] = True
+    if lora.layers_to_transform is not None:
+        layers = lora.layers_to_transform
+        data["peft_layers_to_transform"] = [layers] if isinstance(layers, int) else layers
+    if lora.layers_pattern is not None:
+        pattern = lora.layers_pattern
+        data["peft_layers_pattern"] = [pattern] if isinstance(pattern, str) else pattern
+    if lora.init_lora_weights == "loftq":
+        data["peft"] = {"loftq_config": {"loftq_bits": lora.loftq_config.get("loftq_bits", 4)}}
+    elif lora.init_lora_weights is not True:
+        data["peft_init_lora_weights"] = lora.init_lora_weights
+    data.update(
+        sequence_len=training.max_seq_length,
+        micro_batch_size=training.per_device_train_batch_size,
+        gradient_accumulation_steps=training.gradient_accumulation_steps,
+        gradient_checkpointing=training.gradient_checkpointing,
+        optimizer=training.optimizer,
+        learning_rate=training.learning_rate if training.learning_rate is not None else 2e-4,
+        bf16=training.base_dtype != "fp32" and training.base_dtype != "fp16",
+        fp16=training.base_dtype == "fp16",
+    )
+    unsupported = {key: value for key, value in lora.to_peft_kwargs().items() if key not in HANDLED}
+    header = "# LoRA configuration exported from Lorapedia for Axolotl.\n"
+    if unsupported:
+        header += "# No Axolotl key for: " + ", ".join(f"{key}={value!r}" for key, value in unsupported.items()) + "\n"
+    return header + yaml.dump(data, Dumper=SAFE_DUMPER, sort_keys=False, default_flow_style=False)

@@ -1,0 +1,63 @@
+"""ExportContext: what every exporter needs, and literal formatting shared by the Python exporters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from app.calc.spec import LoraSpec
+from app.calc.training_spec import TrainingSpec
+
+
+@dataclass(frozen=True)
+class ExportContext:
+    """The configuration to export, with the model's id and the leaf names LoRA actually reaches."""
+
+    lora: LoraSpec
+    training: TrainingSpec
+    model_name: str  # a Hugging Face id when known, else a placeholder the user replaces
+    adapted_leaves: tuple[str, ...] = ()  # e.g. ("q_proj", "v_proj"): for tools that take only plain names
+
+    @property
+    def plain_targets(self) -> list[str] | None:
+        """target_modules as a list of names, or None when it is a regex or "all-linear"."""
+        targets = self.lora.target_modules
+        return list(targets) if isinstance(targets, list) else None
+
+
+def py_literal(value: Any) -> str:
+    """A Python literal for JSON-like data, with double-quoted strings."""
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    if isinstance(value, str):
+        return json.dumps(value)
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(py_literal(item) for item in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{py_literal(key)}: {py_literal(item)}" for key, item in value.items()) + "}"
+    raise TypeError(f"cannot write {type(value).__name__} as a literal")
+
+
+def call(name: str, arguments: dict[str, Any], indent: str = "    ") -> str:
+    """A multi-line call expression with one keyword argument per line."""
+    if not arguments:
+        return f"{name}()"
+    lines = [f"{indent}{key}={py_literal(value)}," for key, value in arguments.items()]
+    return f"{name}(\n" + "\n".join(lines) + "\n)"
+
+
+def lora_arguments(lora: LoraSpec) -> dict[str, Any]:
+    """LoraConfig keyword arguments: r, alpha, targets and dropout always, other fields when not default."""
+    data = lora.to_peft_kwargs()
+    ordered = {"r": lora.r, "lora_alpha": lora.lora_alpha, "target_modules": lora.target_modules, "lora_dropout": lora.lora_dropout}
+    ordered.update({key: value for key, value in data.items() if key not in ordered})
+    return ordered
+
+
+# libyaml's safe dumper when PyYAML was built with it (five times faster on the live page), else pure Python.
+SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -1,0 +1,66 @@
+"""TreeBuilder: collects modules in `named_modules()` order while a family describes its model."""
+
+from __future__ import annotations
+
+from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, OTHER, Module, Param, split_layer
+
+ACTIVATION_CLASSES = {
+    "silu": "SiLUActivation",
+    "swish": "SiLUActivation",
+    "gelu": "GELUActivation",
+    "gelu_new": "NewGELUActivation",
+    "gelu_pytorch_tanh": "GELUTanh",
+    "relu": "ReLU",
+}
+
+
+class TreeBuilder:
+    """Appends modules with their own parameters; names and shapes follow transformers exactly."""
+
+    def __init__(self) -> None:
+        self.modules: list[Module] = []
+
+    def add(self, name: str, cls: str, params: tuple[Param, ...] = ()) -> None:
+        """A module that peft cannot wrap (container, norm, activation, router...)."""
+        self._append(Module(name=name, cls=cls, kind=OTHER, params=params))
+
+    def linear(self, name: str, in_features: int, out_features: int, *, bias: bool, tied_to: str | None = None) -> None:
+        """An nn.Linear: weight (out, in), optional bias (out,)."""
+        params = (Param("weight", (out_features, in_features), tied_to),)
+        if bias:
+            params += (Param("bias", (out_features,)),)
+        self._append(Module(name, "Linear", LINEAR, in_features, out_features, params))
+
+    def conv1d(self, name: str, in_features: int, out_features: int) -> None:
+        """transformers' Conv1D (GPT-2): weight stored (in, out), bias (out,)."""
+        params = (Param("weight", (in_features, out_features)), Param("bias", (out_features,)))
+        self._append(Module(name, "Conv1D", CONV1D, in_features, out_features, params))
+
+    def embedding(self, name: str, num_embeddings: int, dim: int, cls: str = "Embedding") -> None:
+        """An nn.Embedding (or subclass): weight (num, dim); peft sees in=num, out=dim."""
+        self._append(Module(name, cls, EMBEDDING, num_embeddings, dim, (Param("weight", (num_embeddings, dim)),)))
+
+    def norm(self, name: str, cls: str, size: int, *, bias: bool = False) -> None:
+        """A normalisation layer with a weight (and bias for LayerNorm)."""
+        params = (Param("weight", (size,)),)
+        if bias:
+            params += (Param("bias", (size,)),)
+        self.add(name, cls, params)
+
+    def _append(self, module: Module) -> None:
+        layer, template = split_layer(module.name)
+        self.modules.append(
+            Module(
+                module.name, module.cls, module.kind, module.in_features, module.out_features,
+                module.params, layer, template,
+            )
+        )
+
+    def build(self) -> tuple[Module, ...]:
+        """The modules collected so far."""
+        return tuple(self.modules)
+
+
+def activation_class(hidden_act: object) -> str:
+    """The activation module's class name for a `hidden_act` string."""
+    return ACTIVATION_CLASSES.get(str(hidden_act), "Activation")

@@ -1,0 +1,175 @@
+"""The job form: one input per JobCreate field, read from the models, and form strings turned into a JobCreate."""
+
+from __future__ import annotations
+
+import json
+import re
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
+
+from pydantic import ValidationError
+
+from app.jobs.schemas import JobCreate, LoraSpec, TrainingSpec
+
+REGEX_CHARACTERS = re.compile(r"[.*+?^$()\[\]{}|\\]")
+
+
+@dataclass(frozen=True)
+class FormField:
+    """One input of the job form; `name` is the peft or TrainingArguments name and the /params/<name> slug."""
+
+    name: str
+    group: str  # "lora" | "training"
+    kind: str  # "checkbox" | "select" | "number" | "text"
+    description: str
+    default: Any
+    choices: tuple[Any, ...] = ()
+    number_step: str = "any"
+    optional: bool = False
+    accepts_list: bool = False
+    accepts_str: bool = True
+    accepts_bool: bool = False
+
+    def text(self, value: Any) -> str:
+        """A value as the input shows it."""
+        if value is None:
+            return ""
+        if isinstance(value, bool):
+            return "true" if value else "false"
+        if isinstance(value, list):
+            return ", ".join(str(item) for item in value)
+        if isinstance(value, dict):
+            return json.dumps(value) if value else ""
+        return str(value)
+
+
+def _members(annotation: Any) -> tuple[list[Any], bool]:
+    """The non-None members of a union annotation (Annotated unwrapped), and whether None is one of them."""
+    members = list(get_args(annotation)) if get_origin(annotation) in (Union, types.UnionType) else [annotation]
+    unwrapped = [get_args(member)[0] if get_origin(member) is Annotated else member for member in members]
+    present = [member for member in unwrapped if member is not type(None)]
+    return present, len(present) < len(unwrapped)
+
+
+def _field(name: str, group: str, info) -> FormField:
+    members, optional = _members(info.annotation)
+    default = None if info.is_required() else info.get_default(call_default_factory=True)
+    description = info.description or ""
+    only = members[0] if len(members) == 1 else None
+    if only is bool:
+        return FormField(name, group, "checkbox", description, default, optional=optional)
+    if get_origin(only) is Literal:
+        return FormField(name, group, "select", description, default, choices=get_args(only), optional=optional)
+    if set(members) <= {int, float}:
+        step = "1" if members == [int] else "any"
+        return FormField(name, group, "number", description, default, number_step=step, optional=optional)
+    accepts_list = any(get_origin(member) is list or member is list for member in members)
+    return FormField(name, group, "text", description, default, optional=optional, accepts_list=accepts_list,
+                     accepts_str=str in members or not accepts_list, accepts_bool=bool in members)
+
+
+def form_fields() -> list[FormField]:
+    """Every LoRA and training field, in model order."""
+    lora = [_field(name, "lora", info) for name, info in LoraSpec.model_fields.items()]
+    training = [_field(name, "training", info) for name, info in TrainingSpec.model_fields.items()]
+    return lora + training
+
+
+def prefill(query: Mapping[str, str]) -> dict[str, str]:
+    """The form's values: each field's default, replaced by the URL query where it names the field."""
+    values = {field.name: field.text(field.default) for field in form_fields()}
+    for key in ("model", "dataset", "dataset_jsonl", *values):
+        if key in query:
+            values[key] = query[key]
+    return values
+
+
+def query_for(config: Mapping[str, Any]) -> dict[str, str]:
+    """A job's stored LoRA and training config as form values, for a 'run again' link."""
+    fields = {field.name: field for field in form_fields()}
+    return {
+        name: fields[name].text(value)
+        for group in ("lora", "training")
+        for name, value in config.get(group, {}).items()
+        if name in fields
+    }
+
+
+class FormErrors(ValueError):
+    """Field name -> message, for inline display."""
+
+    def __init__(self, errors: dict[str, str]):
+        self.errors = errors
+        super().__init__("; ".join(f"{name}: {message}" for name, message in errors.items()))
+
+
+def parse_form(form: Mapping[str, str]) -> JobCreate:
+    """The submitted form as a validated JobCreate; FormErrors naming each bad field."""
+    errors: dict[str, str] = {}
+    payload: dict[str, Any] = {"lora": {}, "training": {}}
+    for field in form_fields():
+        raw = form.get(field.name)
+        try:
+            value = _parse_value(field, raw)
+        except ValueError as error:
+            errors[field.name] = str(error)
+            continue
+        if value is not _DEFAULT:
+            payload[field.group][field.name] = value
+    payload["model"] = form.get("model", "")
+    jsonl = (form.get("dataset_jsonl") or "").strip()
+    payload["dataset_jsonl"] = jsonl or None
+    payload["dataset"] = None if jsonl else (form.get("dataset") or None)
+    if errors:
+        raise FormErrors(errors)
+    try:
+        return JobCreate.model_validate(payload)
+    except ValidationError as error:
+        raise FormErrors({field_name(item["loc"]): item["msg"] for item in error.errors()}) from error
+
+
+_DEFAULT = object()
+
+
+def field_name(loc: tuple) -> str:
+    """The form input a 422 location points at."""
+    names = [part for part in loc if isinstance(part, str) and part not in ("lora", "training")]
+    return names[0] if names else "form"
+
+
+def _parse_value(field: FormField, raw: str | None) -> Any:
+    if field.kind == "checkbox":
+        # an unticked box sends nothing; a hidden "false" input precedes each box so both states arrive
+        return raw in ("true", "on", "1")
+    text = (raw or "").strip()
+    if not text:
+        if field.optional:
+            return None
+        return _DEFAULT
+    if field.kind == "select":
+        return text
+    if field.kind == "number":
+        try:
+            # an integer stays an int where the field also takes floats (lora_alpha 16, not 16.0)
+            return int(text) if field.number_step == "1" or text.lstrip("-").isdigit() else float(text)
+        except ValueError:
+            raise ValueError(f"{text!r} is not a {'whole number' if field.number_step == '1' else 'number'}") from None
+    return _parse_text(field, text)
+
+
+def _parse_text(field: FormField, text: str) -> Any:
+    """JSON where it starts like JSON; a string where the field takes one (a regex or 'all-linear' where it also
+    takes a list); otherwise a comma-separated list."""
+    if field.accepts_bool and text.lower() in ("true", "false"):
+        return text.lower() == "true"
+    if text[0] in "[{":
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as error:
+            raise ValueError(f"not valid JSON: {error.msg} at character {error.pos}") from None
+    if field.accepts_str and (not field.accepts_list or text == "all-linear" or REGEX_CHARACTERS.search(text)):
+        return text
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    return [int(item) if item.lstrip("-").isdigit() else item for item in items]

@@ -1,0 +1,155 @@
+"""Tokenising chat rows with the loss on response tokens only, packing, and batching for exact accumulation."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import torch
+
+from app.content.datasets import row_messages
+
+logger = logging.getLogger(__name__)
+
+IGNORE_INDEX = -100  # label value torch's cross_entropy skips: prompt tokens and padding
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenised row: input ids and labels (IGNORE_INDEX wherever no loss is taken)."""
+
+    input_ids: list[int]
+    labels: list[int]
+
+    @property
+    def target_count(self) -> int:
+        """Tokens the loss covers."""
+        return sum(label != IGNORE_INDEX for label in self.labels)
+
+
+@dataclass
+class Batch:
+    """Padded tensors for one micro-batch; position ids restart at 0 for every packed example."""
+
+    input_ids: torch.Tensor
+    labels: torch.Tensor
+    position_ids: torch.Tensor
+    attention_mask: torch.Tensor  # 1 on real tokens; the loop itself needs none (padding is on the right)
+    token_count: int  # real (non-padding) tokens
+    target_count: int  # tokens whose next-token prediction is in the loss
+
+    def to(self, device: torch.device) -> Batch:
+        """The same batch on device."""
+        return Batch(self.input_ids.to(device), self.labels.to(device), self.position_ids.to(device),
+                     self.attention_mask.to(device), self.token_count, self.target_count)
+
+
+def chat_segments(row: dict, tokenizer) -> list[tuple[str, bool]]:
+    """The row rendered with the chat template, cut into (text, is_response) pieces: only assistant turns are targets."""
+    messages = row_messages(row)
+    segments: list[tuple[str, bool]] = []
+    rendered = ""
+    for index, message in enumerate(messages):
+        if message["role"] != "assistant":
+            continue
+        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
+        full = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
+        if not (prompt.startswith(rendered) and full.startswith(prompt)):
+            raise ValueError("the chat template does not render conversations as growing prefixes; cannot mask prompts")
+        segments.append((prompt[len(rendered):], False))
+        segments.append((full[len(prompt):], True))
+        rendered = full
+    return [(text, is_response) for text, is_response in segments if text]
+
+
+def tokenize_row(row: dict, tokenizer, max_seq_length: int) -> Example | None:
+    """Token ids with prompt tokens masked; truncated to max_seq_length; None when no response token survives."""
+    input_ids: list[int] = []
+    labels: list[int] = []
+    for text, is_response in chat_segments(row, tokenizer):
+        # Each piece is tokenised alone, exactly as the prompt is tokenised when the model answers it later.
+        ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+        input_ids.extend(ids)
+        labels.extend(ids if is_response else [IGNORE_INDEX] * len(ids))
+    example = Example(input_ids[:max_seq_length], labels[:max_seq_length])
+    return example if example.target_count else None
+
+
+def tokenize_rows(rows: list[dict], tokenizer, max_seq_length: int) -> list[Example]:
+    """Every row that keeps at least one response token within max_seq_length."""
+    examples = [tokenize_row(row, tokenizer, max_seq_length) for row in rows]
+    kept = [example for example in examples if example is not None]
+    if len(kept) < len(rows):
+        logger.warning("%d of %d rows have no response token within max_seq_length=%d and are skipped",
+                       len(rows) - len(kept), len(rows), max_seq_length)
+    return kept
+
+
+def pack_examples(examples: list[Example], max_seq_length: int, packing: bool) -> list[list[Example]]:
+    """Training rows: with packing, consecutive whole examples share a row up to max_seq_length; else one each."""
+    if not packing:
+        return [[example] for example in examples]
+    rows: list[list[Example]] = []
+    current: list[Example] = []
+    length = 0
+    for example in examples:
+        if current and length + len(example.input_ids) > max_seq_length:
+            rows.append(current)
+            current, length = [], 0
+        current.append(example)
+        length += len(example.input_ids)
+    if current:
+        rows.append(current)
+    return rows
+
+
+def collate(rows: list[list[Example]], pad_token_id: int) -> Batch:
+    """Right-padded tensors; each packed example restarts its positions, which keeps attention inside it."""
+    width = max(sum(len(example.input_ids) for example in row) for row in rows)
+    input_ids = torch.full((len(rows), width), pad_token_id, dtype=torch.long)
+    labels = torch.full((len(rows), width), IGNORE_INDEX, dtype=torch.long)
+    position_ids = torch.zeros((len(rows), width), dtype=torch.long)
+    attention_mask = torch.zeros((len(rows), width), dtype=torch.long)
+    token_count = 0
+    for row_index, row in enumerate(rows):
+        start = 0
+        for example in row:
+            end = start + len(example.input_ids)
+            input_ids[row_index, start:end] = torch.tensor(example.input_ids)
+            labels[row_index, start:end] = torch.tensor(example.labels)
+            # The first token of an example is never predicted from the example packed before it.
+            labels[row_index, start] = IGNORE_INDEX
+            position_ids[row_index, start:end] = torch.arange(end - start)
+            start = end
+        token_count += start
+        attention_mask[row_index, :start] = 1
+        # Padding continues the last example's positions: a new run of positions would split off a packed segment.
+        last_length = len(row[-1].input_ids)
+        position_ids[row_index, start:] = torch.arange(last_length, last_length + width - start)
+    target_count = int((labels[:, 1:] != IGNORE_INDEX).sum())
+    return Batch(input_ids, labels, position_ids, attention_mask, token_count, target_count)
+
+
+def optimizer_steps(rows: list[list[Example]], batch_size: int, accumulation: int, seed: int,
+                    pad_token_id: int) -> Iterator[list[Batch]]:
+    """Endless optimizer steps, each `accumulation` micro-batches of `batch_size` rows, reshuffled every epoch."""
+    shuffler = random.Random(seed)
+    order: list[int] = []
+    while True:
+        micro_batches = []
+        for _ in range(accumulation):
+            picked = []
+            while len(picked) < batch_size:
+                if not order:
+                    order = list(range(len(rows)))
+                    shuffler.shuffle(order)
+                picked.append(rows[order.pop()])
+            micro_batches.append(collate(picked, pad_token_id))
+        yield micro_batches
+
+
+def eval_batches(rows: list[list[Example]], batch_size: int, pad_token_id: int) -> list[Batch]:
+    """The held-out rows in fixed order, in micro-batches."""
+    return [collate(rows[start:start + batch_size], pad_token_id) for start in range(0, len(rows), batch_size)]

@@ -1,0 +1,121 @@
+"""Predicted (app.calc.compute) against measured peak memory of real LoRA training steps, across shapes.
+
+Each shape trains in a fresh process, so its peak is its own: the process's resident set (CPU) or
+torch.cuda.max_memory_allocated (CUDA), measured by app.training.memory over a few optimizer steps
+on sequences of exactly max_seq_length tokens, every token a target (the calculator assumes full
+sequences and logits for every token).
+
+The comparison that means something is the memory training adds (on CPU: peak minus the resident set
+before the model loads, which holds the interpreter and libraries; on CUDA: max allocated) against the
+calculator's estimate without its framework-overhead part (the CUDA context and allocator slack, which
+neither measurement includes). The raw totals are printed too.
+
+    .venv/bin/python bench/bench_memory_prediction.py [--model smollm2-135m-instruct] [--steps 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+
+SHAPES = [  # (per_device_train_batch_size, max_seq_length, gradient_checkpointing)
+    (1, 128, False),
+    (4, 128, False),
+    (1, 512, False),
+    (4, 256, False),
+    (4, 256, True),
+]
+LORA = {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"}
+
+
+def measure(model_id: str, batch: int, seq: int, checkpointing: bool, steps: int) -> dict:
+    """Train `steps` steps of one shape in this process; return baseline and peak bytes and the device."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+
+    from app.settings import get_settings
+    from app.training.data import Example, optimizer_steps
+    from app.training.loop import train_loop
+    from app.training.memory import PeakMemory
+    from app.training.models import load_model, pick_device
+    from app.training.spec import TrainingConfig
+
+    torch.manual_seed(0)
+    device, dtype = pick_device()
+    memory = PeakMemory(device)
+    baseline = memory.start()
+    loaded = load_model(model_id, get_settings(), seed=0)
+    model = get_peft_model(loaded.model, LoraConfig(task_type="CAUSAL_LM", **LORA))
+    if checkpointing:
+        model.get_base_model().activation_checkpointing_enable()
+    vocab = loaded.model.config.vocab_size
+    rows = []
+    for _ in range(batch * 4):
+        ids = torch.randint(0, vocab, (seq,)).tolist()
+        rows.append([Example(ids, ids)])
+    config = TrainingConfig(per_device_train_batch_size=batch, max_seq_length=seq, optim="adamw_torch",
+                            learning_rate=1e-4, gradient_checkpointing=checkpointing)
+    stream = optimizer_steps(rows, batch, 1, 0, loaded.tokenizer.pad_token_id)
+    train_loop(model, stream, config, steps, loaded.device, lambda: {}, lambda _metric: memory.sample(), lambda: False)
+    return {"device": device.type, "dtype": str(dtype).removeprefix("torch."), "baseline": baseline,
+            "peak": memory.peak_bytes()}
+
+
+def predict(model_id: str, batch: int, seq: int, checkpointing: bool, dtype: str) -> tuple[int, int]:
+    """The calculator's total estimate and the same without its framework-overhead part."""
+    from app.calc import compute
+
+    result = compute({
+        "model": model_id,
+        "lora": LORA,
+        "training": {"per_device_train_batch_size": batch, "gradient_accumulation_steps": 1, "max_seq_length": seq,
+                     "gradient_checkpointing": checkpointing, "base_dtype": {"float32": "fp32", "bfloat16": "bf16"}[dtype],
+                     "optimizer": "adamw_torch", "devices": 1},
+    })
+    overhead = sum(part.bytes for part in result.memory.components if part.key == "overhead")
+    return result.memory.total_bytes, result.memory.total_bytes - overhead
+
+
+def main() -> None:
+    """Measure every shape in its own process and print predicted against measured."""
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="smollm2-135m-instruct")
+    parser.add_argument("--steps", type=int, default=2)
+    parser.add_argument("--measure", nargs=3, type=int, metavar=("BATCH", "SEQ", "CHECKPOINTING"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        batch, seq, checkpointing = args.measure
+        print(json.dumps(measure(args.model, batch, seq, bool(checkpointing), args.steps)))
+        return
+
+    mib = 1024**2
+    print(f"{args.model}, LoRA {LORA}, AdamW, {args.steps} steps per shape, each in a fresh process")
+    header = (f"{'batch':>5} {'seq':>5} {'ckpt':>5} | {'measured peak':>13} {'added':>9} | "
+              f"{'predicted':>9} {'w/o overhead':>12} | {'error total':>11} {'error added':>11}")
+    print(header)
+    print("-" * len(header))
+    errors = []
+    for batch, seq, checkpointing in SHAPES:
+        output = subprocess.run(
+            [sys.executable, __file__, "--model", args.model, "--steps", str(args.steps), "--measure",
+             str(batch), str(seq), str(int(checkpointing))],
+            capture_output=True, text=True, check=True,
+        ).stdout.strip().splitlines()[-1]
+        measured = json.loads(output)
+        total, without_overhead = predict(args.model, batch, seq, checkpointing, measured["dtype"])
+        peak = measured["peak"]
+        added = peak - measured["baseline"] if measured["device"] == "cpu" else peak
+        error_total = (total - peak) / peak
+        error_added = (without_overhead - added) / added
+        errors.append(error_added)
+        print(f"{batch:>5} {seq:>5} {'yes' if checkpointing else 'no':>5} | {peak / mib:>9,.0f} MiB {added / mib:>5,.0f} MiB | "
+              f"{total / mib:>5,.0f} MiB {without_overhead / mib:>8,.0f} MiB | {error_total:>+10.0%} {error_added:>+11.0%}")
+    mean_abs = sum(abs(error) for error in errors) / len(errors)
+    print(f"\nmean absolute error of the estimate against what training adds: {mean_abs:.0%} "
+          f"(device {measured['device']}, {measured['dtype']})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,56 @@
+"""The catalogue: real config.json files transformers loads, with display metadata beside them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from app.calc.catalogue import DEFAULT_DIR, load_catalogue
+from app.calc.errors import CalcInputError
+
+transformers = pytest.importorskip("transformers")
+CATALOGUE = load_catalogue()
+REQUIRED = {"smollm2-135m-instruct", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "mistral-7b-v0.3", "qwen2.5-0.5b",
+            "qwen2.5-7b", "gemma-2-2b", "gemma-2-9b", "phi-3-mini", "mixtral-8x7b", "gpt2", "tiny-llama"}
+
+
+def test_catalogue_holds_the_required_models():
+    assert REQUIRED <= set(CATALOGUE.ids)
+
+
+@pytest.mark.parametrize("model_id", CATALOGUE.ids)
+def test_each_config_loads_in_transformers(model_id):
+    config = transformers.AutoConfig.for_model(**json.loads((DEFAULT_DIR / f"{model_id}.json").read_text()))
+    assert config.model_type == CATALOGUE.get(model_id).config["model_type"]
+
+
+def test_tiny_llama_has_the_values_the_training_engineer_relies_on():
+    config = CATALOGUE.get("tiny-llama").config
+    assert {key: config[key] for key in (
+        "vocab_size", "hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads",
+        "num_key_value_heads", "max_position_embeddings", "tie_word_embeddings", "rms_norm_eps", "model_type",
+    )} == dict(vocab_size=512, hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+               num_key_value_heads=2, max_position_embeddings=512, tie_word_embeddings=False, rms_norm_eps=1e-5,
+               model_type="llama")
+
+
+@pytest.mark.parametrize(
+    ("name", "model_id"),
+    [
+        ("meta-llama/Meta-Llama-3.1-8B-Instruct", "llama-3.1-8b"),
+        ("gpt2", "gpt2"),
+        ("Qwen/Qwen2.5-0.5B", "qwen2.5-0.5b"),
+        ("/data/models/google/gemma-2-2b/", "gemma-2-2b"),
+        ("someone/else", None),
+        (None, None),
+    ],
+)
+def test_find_by_base_model_name(name, model_id):
+    found = CATALOGUE.find(name)
+    assert (found.id if found else None) == model_id
+
+
+def test_unknown_id_lists_the_known_ones():
+    with pytest.raises(CalcInputError, match="known: smollm2-135m-instruct"):
+        CATALOGUE.get("llama-9000")

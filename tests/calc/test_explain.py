@@ -1,0 +1,69 @@
+"""Explain an adapter_config.json: statuses, problems, notes and the count when the model is known."""
+
+from __future__ import annotations
+
+import pytest
+
+from app.calc.errors import CalcInputError
+from app.calc.explain import explain
+from tests.calc.peft_oracle import catalogue_config
+
+ADAPTER = {
+    "peft_type": "LORA", "r": 16, "lora_alpha": 32, "lora_dropout": 0.0, "bias": "none",
+    "target_modules": ["q_proj", "v_proj"], "base_model_name_or_path": "Qwen/Qwen2.5-0.5B-Instruct",
+    "fan_in_fan_out": None, "rank_pattern": {}, "inference_mode": True, "use_dora": False, "task_type": "CAUSAL_LM",
+}
+
+
+def statuses(explanation) -> dict[str, str]:
+    return {item.key: item.status for item in explanation.keys}
+
+
+def test_known_model_gets_the_exact_count():
+    explanation = explain(ADAPTER)
+    assert explanation.model_id == "qwen2.5-0.5b"
+    assert explanation.result.trainable_params == 24 * 16 * ((896 + 896) + (896 + 128))
+    assert explanation.calculator_query["model"] == "qwen2.5-0.5b"
+    assert explanation.problems == []
+
+
+def test_statuses():
+    found = statuses(explain({**ADAPTER, "merge_weights": False, "from_the_future": 1}))
+    assert found["r"] == "changed"
+    assert found["lora_dropout"] == "default"
+    assert found["fan_in_fan_out"] == "default"  # null means false here
+    assert found["base_model_name_or_path"] == "metadata"
+    assert found["merge_weights"] == "legacy"
+    assert found["from_the_future"] == "unknown"
+
+
+def test_unknown_keys_are_listed_not_fatal():
+    explanation = explain({**ADAPTER, "from_the_future": 1})
+    assert explanation.result is not None
+    assert any("from_the_future" in note for note in explanation.notes)
+
+
+def test_unlisted_model_needs_its_config():
+    adapter = {**ADAPTER, "base_model_name_or_path": "someone/private-model"}
+    assert explain(adapter).result is None
+    explained = explain(adapter, model_config=catalogue_config("smollm2-135m-instruct"))
+    assert explained.result.trainable_params == 30 * 16 * ((576 + 576) + (576 + 192))
+    assert explained.calculator_query["model"] == "custom"
+
+
+@pytest.mark.parametrize(
+    ("adapter", "words"),
+    [
+        ({**ADAPTER, "r": 0}, "r: r must be at least 1"),
+        ({**ADAPTER, "lora_bias": True, "use_dora": True}, "lora_bias"),
+        ({**ADAPTER, "peft_type": "IA3"}, "LoRA adapters"),
+        ({**ADAPTER, "target_modules": ["c_attn"]}, "match no module"),
+    ],
+)
+def test_problems_are_reported(adapter, words):
+    assert any(words in problem for problem in explain(adapter).problems)
+
+
+def test_not_an_object():
+    with pytest.raises(CalcInputError):
+        explain(["r", 8])

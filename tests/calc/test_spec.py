@@ -1,0 +1,105 @@
+"""LoraSpec: peft's names and defaults, strict types, and cross-field errors reported on the field to change."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import pytest
+from pydantic import ValidationError
+
+from app.calc.spec import LoraSpec
+
+peft = pytest.importorskip("peft")
+
+
+def test_every_field_is_a_loraconfig_field_with_the_same_default():
+    defaults = {f.name: (f.default if f.default is not dataclasses.MISSING else f.default_factory()) for f in dataclasses.fields(peft.LoraConfig)}
+    for name, field in LoraSpec.model_fields.items():
+        assert name in defaults, name
+        ours = field.default if field.default_factory is None else field.default_factory()
+        assert ours == defaults[name], name
+
+
+def test_a_plain_dict_builds_a_spec():
+    spec = LoraSpec(**{"r": 16, "lora_alpha": 32, "target_modules": ["q_proj"], "lora_dropout": 0.05})
+    assert (spec.r, spec.lora_alpha, spec.target_modules) == (16, 32, ["q_proj"])
+    assert spec.to_peft_kwargs() == {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj"], "lora_dropout": 0.05}
+
+
+@pytest.mark.parametrize(
+    ("fields", "loc", "words"),
+    [
+        ({"r": 0}, "r", "at least 1"),
+        ({"r": -1}, "r", "at least 1"),
+        ({"r": 1.5}, "r", "whole number"),
+        ({"r": "8"}, "r", "string"),
+        ({"r": True}, "r", "whole number"),
+        ({"r": 10**9}, "r", "far above"),
+        ({"lora_alpha": -1}, "lora_alpha", "above 0"),
+        ({"lora_alpha": 0}, "lora_alpha", "above 0"),
+        ({"lora_alpha": math.inf}, "lora_alpha", "finite"),
+        ({"lora_dropout": 1.0}, "lora_dropout", "below 1"),
+        ({"lora_dropout": math.nan}, "lora_dropout", "probability"),
+        ({"lora_dropout": -0.1}, "lora_dropout", "at least 0"),
+        ({"bias": "some"}, "bias", "'none', 'all' or 'lora_only'"),
+        ({"target_modules": "("}, "target_modules", "not a valid regular expression"),
+        ({"target_modules": ["q_proj", " "]}, "target_modules", "empty name"),
+        ({"init_lora_weights": "kaiming"}, "init_lora_weights", "not one of"),
+        ({"layers_to_transform": [-1]}, "layers_to_transform", "start at 0"),
+        ({"rank_pattern": {"q_proj": 0}}, "rank_pattern", "at least 1"),
+        ({"rank_pattern": {"q_proj": "4"}}, "rank_pattern", "whole number"),
+        ({"alpha_pattern": {"q_proj": -2}}, "alpha_pattern", "above 0"),
+        ({"lora_bias": True, "use_dora": True}, "lora_bias", "DoRA"),
+        ({"lora_bias": True, "init_lora_weights": "pissa"}, "lora_bias", "init_lora_weights"),
+        ({"target_modules": "all-linear", "layers_to_transform": [0]}, "layers_to_transform", "string"),
+        ({"target_modules": ".*q_proj", "layers_pattern": "layers"}, "layers_pattern", "string"),
+        ({"layers_pattern": "layers"}, "layers_pattern", "needs layers_to_transform"),
+        ({"init_lora_weights": "orthogonal", "r": 7}, "r", "even rank"),
+        ({"init_lora_weights": "orthogonal", "rank_pattern": {"q": 3}}, "r", "even rank"),
+        ({"init_lora_weights": "loftq"}, "loftq_config", "needs a loftq_config"),
+        ({"use_dora": True, "init_lora_weights": "mica"}, "use_dora", "mica"),
+        ({"lora_rank": 8}, "lora_rank", "Extra inputs"),
+        ({"loftq_config": {"bits": 4}}, "loftq_config", "Extra inputs"),
+        ({"loftq_config": {"loftq_bits": 16}}, "loftq_config", "less than or equal"),
+        ({"task_type": "CAUSAL"}, "task_type", "CAUSAL_LM"),
+    ],
+)
+def test_invalid_fields_name_the_field_and_reason(fields, loc, words):
+    with pytest.raises(ValidationError) as caught:
+        LoraSpec(**fields)
+    error = caught.value.errors()[0]
+    assert error["loc"][0] == loc
+    assert words in error["msg"]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"init_lora_weights": "pissa_niter_4"},
+        {"init_lora_weights": False},
+        {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4}},
+        {"target_modules": "all-linear"},
+        {"target_modules": r".*\.(q|v)_proj"},
+        {"layers_to_transform": 3, "layers_pattern": "layers", "target_modules": ["q_proj"]},
+        {"lora_alpha": 0.5, "lora_dropout": 0},
+        {"rank_pattern": {r"model\.layers\.0\..*": 4}, "alpha_pattern": {"q_proj": 1.5}},
+    ],
+)
+def test_valid_fields_pass(fields):
+    LoraSpec(**fields)
+
+
+@pytest.mark.parametrize(
+    ("fields", "peft_rejects"),
+    [
+        ({"lora_bias": True, "use_dora": True}, True),
+        ({"target_modules": "all-linear", "layers_to_transform": [0]}, True),
+        ({"layers_pattern": "layers"}, True),
+    ],
+)
+def test_cross_field_rules_are_peft_rules(fields, peft_rejects):
+    with pytest.raises(ValueError):
+        peft.LoraConfig(**fields)
+    with pytest.raises(ValidationError):
+        LoraSpec(**fields)

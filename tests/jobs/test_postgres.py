@@ -1,0 +1,114 @@
+"""Several workers on one PostgreSQL queue: FOR UPDATE SKIP LOCKED claims, no job claimed twice.
+
+The fixture installs PostgreSQL with apt-get when its binaries are missing, and runs a private
+cluster in a temporary directory on a free port, as the `postgres` user when the tests run as root.
+"""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlmodel import Session, select
+
+from app.jobs.db import init_db, make_engine
+from app.jobs.models import Job
+from app.settings import PROJECT_ROOT, Settings
+from tests.conftest import free_port
+from tests.jobs.test_end_to_end import FAST_ENV, LEARNING_JOB, submit, wait_for
+
+pytestmark = pytest.mark.postgres
+
+CLAIM_SCRIPT = """
+import json, sys
+from app.jobs.db import make_engine
+from app.jobs.queue import claim_next_job
+from app.settings import Settings
+engine = make_engine(Settings())
+claimed = []
+while (job_id := claim_next_job(engine, sys.argv[1], lease_seconds=60)) is not None:
+    claimed.append(job_id)
+print(json.dumps(claimed))
+"""
+
+
+def postgres_bin() -> Path:
+    """The directory of initdb and pg_ctl, installing Debian's postgresql package when there is none."""
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not found:
+        subprocess.run(["apt-get", "install", "-y", "postgresql"], check=True, capture_output=True,
+                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        found = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    return Path(found[-1]).parent
+
+
+def as_cluster_owner(command: list[str]) -> list[str]:
+    """PostgreSQL refuses to run as root: run the command as `postgres` when we are root."""
+    return ["runuser", "-u", "postgres", "--", *command] if os.geteuid() == 0 else command
+
+
+@pytest.fixture(scope="module")
+def postgres_url() -> Iterator[str]:
+    """A fresh private PostgreSQL cluster on 127.0.0.1; its SQLAlchemy URL."""
+    binaries = postgres_bin()
+    # not under pytest's tmp dir: its parents are private to root, and the cluster runs as postgres
+    root = Path(tempfile.mkdtemp(prefix="lorapedia-pg-", dir="/tmp"))
+    root.chmod(0o755)
+    if os.geteuid() == 0:
+        shutil.chown(root, "postgres", "postgres")
+    data, port = root / "data", free_port()
+    subprocess.run(as_cluster_owner([str(binaries / "initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"]),
+                   check=True, capture_output=True)
+    subprocess.run(as_cluster_owner([str(binaries / "pg_ctl"), "-D", str(data), "-l", str(root / "server.log"), "-w", "start",
+                                     "-o", f"-p {port} -k {root} -c listen_addresses=127.0.0.1"]), check=True, capture_output=True)
+    try:
+        subprocess.run(as_cluster_owner([str(binaries / "createdb"), "-h", "127.0.0.1", "-p", str(port), "-U", "postgres", "lorapedia"]),
+                       check=True, capture_output=True)
+        yield f"postgresql+psycopg://postgres@127.0.0.1:{port}/lorapedia"
+    finally:
+        subprocess.run(as_cluster_owner([str(binaries / "pg_ctl"), "-D", str(data), "-m", "fast", "-w", "stop"]), capture_output=True)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+def test_two_worker_processes_claiming_from_one_queue_never_take_the_same_job(postgres_url, tmp_path):
+    settings = Settings(var_dir=tmp_path / "var", database_url=postgres_url)
+    engine = make_engine(settings)
+    init_db(engine)
+    with Session(engine) as session:
+        session.add_all([Job(model="tiny-llama", dataset="addition", config={"lora": {}, "training": {}}) for _ in range(200)])
+        session.commit()
+        job_ids = sorted(session.exec(select(Job.id).where(Job.status == "queued")).all())
+    env = {**os.environ, "DATABASE_URL": postgres_url, "LORAPEDIA_VAR_DIR": str(tmp_path / "var")}
+    claimers = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, f"claimer-{n}"], cwd=PROJECT_ROOT, env=env,
+                                 stdout=subprocess.PIPE, text=True) for n in range(2)]
+    claims = [json.loads(process.communicate(timeout=120)[0]) for process in claimers]
+    assert not set(claims[0]) & set(claims[1]), "a job was claimed twice"
+    assert sorted(claims[0] + claims[1]) == job_ids
+    assert claims[0] and claims[1], "one process took every job: the race was not exercised"
+    with Session(engine) as session:
+        owners = {job.id: job.worker_id for job in session.exec(select(Job)).all()}
+    assert all(owners[job_id] == "claimer-0" for job_id in claims[0])
+    engine.dispose()
+
+
+def test_two_real_workers_share_a_postgresql_queue_end_to_end(postgres_url, server_factory, worker_factory, tmp_path):
+    env = {**FAST_ENV, "DATABASE_URL": postgres_url}
+    server = server_factory(env=env)
+    for _ in range(2):
+        worker_factory(server.var_dir, env)
+    quick = {**LEARNING_JOB, "training": {**LEARNING_JOB["training"], "max_steps": 3}}
+    job_ids = [submit(server.url, quick) for _ in range(4)]
+    finished = [wait_for(server.url, job_id, lambda job: job["status"] not in ("queued", "running"), timeout=180) for job_id in job_ids]
+    assert [job["status"] for job in finished] == ["succeeded"] * 4
+    for job_id in job_ids:
+        assert [row["step"] for row in httpx.get(f"{server.url}/api/jobs/{job_id}/metrics").json()] == [1, 2, 3]
+        assert httpx.get(f"{server.url}/api/jobs/{job_id}/adapter").status_code == 200

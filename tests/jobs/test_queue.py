@@ -1,0 +1,74 @@
+"""Queue mechanics on SQLite: atomic claim under contention, lease renewal and expiry, metric rows."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+from sqlmodel import Session, select
+
+from app.jobs import queue
+from app.jobs.db import make_engine
+from app.jobs.models import Job, JobStatus, MetricPoint
+
+
+def test_claim_takes_the_oldest_queued_job_and_leases_it(engine, enqueue):
+    first, second = enqueue(), enqueue()
+    assert queue.claim_next_job(engine, "w1", lease_seconds=30) == first
+    assert queue.claim_next_job(engine, "w2", lease_seconds=30) == second
+    assert queue.claim_next_job(engine, "w3", lease_seconds=30) is None
+    with Session(engine) as session:
+        job = session.get(Job, first)
+        assert (job.status, job.worker_id) == (JobStatus.running, "w1")
+        assert job.lease_expires_at > job.heartbeat_at
+
+
+def test_racing_workers_never_claim_a_job_twice(settings, engine, enqueue):
+    job_ids = [enqueue() for _ in range(40)]
+    claims: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def worker(name: str) -> None:
+        own_engine = make_engine(settings)  # a worker process has its own engine and connections
+        while (job_id := queue.claim_next_job(own_engine, name, lease_seconds=30)) is not None:
+            with lock:
+                claims.append((name, job_id))
+        own_engine.dispose()
+
+    threads = [threading.Thread(target=worker, args=(f"w{n}",)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(job_id for _, job_id in claims) == job_ids
+    with Session(engine) as session:
+        owners = {job.id: job.worker_id for job in session.exec(select(Job)).all()}
+    assert all(owners[job_id] == name for name, job_id in claims)
+    assert len(Counter(name for name, _ in claims)) > 1, "one worker took everything: no contention was tested"
+
+
+def test_an_expired_lease_marks_the_job_interrupted_and_the_old_owner_loses_it(engine, enqueue):
+    job_id = enqueue()
+    queue.claim_next_job(engine, "w1", lease_seconds=0.2)
+    assert queue.reap_expired_leases(engine) == []
+    assert queue.renew_lease(engine, job_id, "w1", lease_seconds=0.2)
+    assert not queue.renew_lease(engine, job_id, "someone-else", lease_seconds=0.2)
+    time.sleep(0.3)
+    assert queue.reap_expired_leases(engine) == [job_id]
+    assert not queue.renew_lease(engine, job_id, "w1", lease_seconds=30)
+    assert queue.is_stop_requested(engine, job_id, "w1")
+    assert not queue.finish_job(engine, job_id, "w1", JobStatus.succeeded, {})
+    with Session(engine) as session:
+        job = session.get(Job, job_id)
+        assert job.status == JobStatus.interrupted
+        assert "lease" in job.error
+
+
+def test_a_repeated_metric_step_keeps_the_first_row(engine, enqueue):
+    job_id = enqueue()
+    queue.append_metric(engine, job_id, {"step": 1, "train_loss": 2.0, "unknown_key": "ignored"})
+    queue.append_metric(engine, job_id, {"step": 1, "train_loss": 9.0})
+    with Session(engine) as session:
+        rows = session.exec(select(MetricPoint).where(MetricPoint.job_id == job_id)).all()
+    assert [(row.step, row.train_loss) for row in rows] == [(1, 2.0)]

@@ -1,0 +1,60 @@
+"""The real pretrained model: the offline cache, its answers, and a few training steps (slow)."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import torch
+
+from app.settings import Settings, get_settings
+from app.training.models import load_model, prepare_smollm2, smollm2_cache_dir
+from app.training.run import run_training
+from app.training.sampling import greedy_answers
+from tests.training.conftest import Recorder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def real_settings() -> Settings:
+    """The real settings, so the converted cache is shared with `make run` (preparing it is idempotent)."""
+    settings = get_settings()
+    prepare_smollm2(settings)
+    return settings
+
+
+def test_prepare_is_idempotent_and_loading_the_cache_is_fast(real_settings):
+    started = time.perf_counter()
+    assert prepare_smollm2(real_settings) == smollm2_cache_dir(real_settings)
+    assert time.perf_counter() - started < 0.5
+    load_model("smollm2-135m-instruct", real_settings)  # warm the file cache and the imports
+    started = time.perf_counter()
+    loaded = load_model("smollm2-135m-instruct", real_settings)
+    assert time.perf_counter() - started < 2.0  # about 0.5 s on an idle 2-core machine
+    assert loaded.model.config.num_hidden_layers == 30 and "quantization_config" not in loaded.model.config.to_dict()
+
+
+def test_it_answers_the_capital_of_france_before_any_training(real_settings):
+    loaded = load_model("smollm2-135m-instruct", real_settings)
+    conversation = [{"role": "user", "content": "What is the capital of France?"}]
+    [answer] = greedy_answers(loaded.model, loaded.tokenizer, [conversation], 20, loaded.device)
+    assert "Paris" in answer
+
+
+def test_it_trains_a_few_steps(real_settings, tmp_path):
+    recorder = Recorder()
+    spec = {
+        "model": "smollm2-135m-instruct",
+        "dataset": "telegram-style",
+        "lora": {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]},
+        "training": {"learning_rate": 1e-3, "max_steps": 3, "per_device_train_batch_size": 2, "max_seq_length": 128,
+                     "optim": "adamw_torch", "sample_max_new_tokens": 12},
+        "sample_prompts": ["What is the capital of France?"],
+    }
+    result = run_training(spec, real_settings, tmp_path, recorder.on_metric, recorder.should_stop, recorder.on_event)
+    assert result["status"] == "succeeded" and len(recorder.metrics) == 3
+    assert result["trainable_params"] == 30 * 8 * ((576 + 576) + (576 + 192))  # q_proj and v_proj of 30 blocks
+    assert "Paris" in result["samples_before"][0]["response"]
+    assert all(torch.isfinite(torch.tensor(metric["train_loss"])) for metric in recorder.metrics)
+    assert result["final_eval_loss"] is not None

@@ -1,0 +1,97 @@
+"""POST /api/calc, GET /api/models, POST /api/explain: answers, and a 422 naming the field for bad input."""
+
+from __future__ import annotations
+
+import pytest
+
+BASE = {"model": "smollm2-135m-instruct", "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]}}
+
+
+def test_calc_answers_with_the_documented_fields(client):
+    response = client.post("/api/calc", json={**BASE, "training": {"per_device_train_batch_size": 2, "base_dtype": "nf4"}})
+    assert response.status_code == 200
+    body = response.json()
+    assert body["trainable_params"] == 30 * 8 * ((576 + 576) + (576 + 192))
+    assert {"base_params", "trainable_percent", "modules", "memory", "lints", "scaling", "adapter_file_bytes"} <= set(body)
+    assert set(body["modules"][0]) >= {"name", "in_features", "out_features", "count", "r", "alpha", "scaling", "params"}
+    assert body["memory"]["total_bytes"] == sum(part["bytes"] for part in body["memory"]["components"])
+
+
+def test_calc_with_a_pasted_config(client):
+    config = client.get("/api/models/gpt2").json()["config"]
+    response = client.post("/api/calc", json={"model_config": config, "lora": {"r": 8, "target_modules": "all-linear"}})
+    assert response.json()["trainable_params"] == 1_179_648
+
+
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({**BASE, "lora": {"r": 0}}, ["body", "lora", "r"], "at least 1"),
+        ({**BASE, "lora": {"r": -1}}, ["body", "lora", "r"], "at least 1"),
+        ({**BASE, "lora": {"r": 1.5}}, ["body", "lora", "r"], "whole number"),
+        ({**BASE, "lora": {"r": "8"}}, ["body", "lora", "r"], "string"),
+        ({**BASE, "lora": {"r": 10**9}}, ["body", "lora", "r"], "far above"),
+        ({**BASE, "lora": {"lora_alpha": -16}}, ["body", "lora", "lora_alpha"], "above 0"),
+        ({**BASE, "lora": {"lora_dropout": 1.0}}, ["body", "lora", "lora_dropout"], "below 1"),
+        ({**BASE, "lora": {"target_modules": ["no_such_module"]}}, ["body", "lora", "target_modules"], "match no module"),
+        ({"model_config": {"model_type": "bert", "hidden_size": 768}}, ["body", "model_config", "model_type"], "not supported"),
+        ({"model": "gpt-17"}, ["body", "model"], "no catalogue model"),
+        ({**BASE, "lora": {"lora_bias": True, "use_dora": True}}, ["body", "lora", "lora_bias"], "DoRA"),
+        ({**BASE, "lora": {"rank": 8}}, ["body", "lora", "rank"], "Extra inputs"),
+    ],
+)
+def test_bad_input_gets_422_naming_the_field(client, body, loc, words):
+    response = client.post("/api/calc", json=body)
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == loc
+    assert words in detail["msg"]
+
+
+def test_nan_dropout_is_a_422_not_a_500(client):
+    response = client.post("/api/calc", content=b'{"model": "gpt2", "lora": {"lora_dropout": NaN}}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["loc"] == ["body", "lora", "lora_dropout"]
+
+
+def test_invalid_json_is_a_422(client):
+    response = client.post("/api/calc", content=b'{"model": "gpt2",', headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "json_invalid"
+
+
+def test_body_over_the_limit_is_a_422(client, settings):
+    padding = "x" * (settings.max_body_bytes + 1)
+    response = client.post("/api/calc", content=f'{{"model": "{padding}"}}'.encode(), headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert "limit" in response.json()["detail"][0]["msg"]
+
+
+def test_models(client):
+    models = client.get("/api/models").json()
+    assert {"llama-3.1-70b", "mixtral-8x7b", "gpt2", "tiny-llama"} <= {model["id"] for model in models}
+    detail = client.get("/api/models/phi-3-mini").json()
+    assert detail["config"]["model_type"] == "phi3"
+    assert client.get("/api/models/none-such").status_code == 404
+
+
+def test_explain_plain_and_wrapped(client):
+    adapter = {"peft_type": "LORA", "r": 16, "lora_alpha": 32, "target_modules": ["c_attn"], "base_model_name_or_path": "gpt2"}
+    plain = client.post("/api/explain", json=adapter).json()
+    assert plain["result"]["trainable_params"] == 12 * 16 * (768 + 2304)
+    config = client.get("/api/models/gpt2").json()["config"]
+    wrapped = client.post("/api/explain", json={"adapter_config": {**adapter, "base_model_name_or_path": "x/y"}, "model_config": config}).json()
+    assert wrapped["result"]["trainable_params"] == plain["result"]["trainable_params"]
+
+
+def test_explain_bad_input(client):
+    assert client.post("/api/explain", json=[1, 2]).status_code == 422
+    response = client.post("/api/explain", json={"adapter_config": {"r": 8}, "model_config": "nope"})
+    assert response.status_code == 422
+
+
+def test_openapi_documents_the_api(client):
+    paths = client.get("/openapi.json").json()["paths"]
+    assert {"/api/calc", "/api/models", "/api/models/{model_id}", "/api/explain"} <= set(paths)
+    assert "422" in paths["/api/calc"]["post"]["responses"]

@@ -1,0 +1,93 @@
+"""/calculator: works without JavaScript, the URL holds the state, htmx gets the results block, errors inline."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+HTMX = {"HX-Request": "true"}
+
+
+def trainable(html: str) -> int:
+    return int(re.search(r'id="trainable-params" data-value="(\d+)"', html).group(1))
+
+
+def test_default_page_renders_a_result(client):
+    response = client.get("/calculator")
+    assert response.status_code == 200
+    assert trainable(response.text) > 0
+    assert '<form id="calc-form"' in response.text and 'method="get"' in response.text
+
+
+def test_the_query_string_reproduces_the_view(client):
+    url = "/calculator?model=llama-3.1-8b&r=16&lora_alpha=32&target_modules=all-linear&base_dtype=nf4"
+    first, second = client.get(url).text, client.get(url).text
+    assert trainable(first) == trainable(second) == 41_943_040
+    assert 'value="all-linear"' in first and '<option value="nf4" selected>' in first
+
+
+def test_htmx_gets_only_the_results_block(client):
+    response = client.get("/calculator?model=gpt2&r=4", headers=HTMX)
+    assert response.status_code == 200
+    assert response.text.lstrip().startswith('<section id="calc-results"')
+    assert "<form" not in response.text
+    assert trainable(response.text) == 12 * 4 * (768 + 2304)
+
+
+@pytest.mark.parametrize(
+    ("query", "field", "words"),
+    [("r=0", "r", "at least 1"), ("r=1.5", "r", "whole number"), ("lora_dropout=1", "lora_dropout", "below 1"),
+     ("target_modules=nope", "target_modules", "match no module"), ("model=custom&model_config=%7B", "model_config", "not valid JSON")],
+)
+def test_bad_fields_answer_422_inline(client, query, field, words):
+    response = client.get(f"/calculator?{query}")
+    assert response.status_code == 422
+    assert re.search(rf'<span id="err-{field}" class="field-error"[^>]*>[^<]*{re.escape(words)}', response.text)
+    assert 'id="trainable-params"' not in response.text
+    partial = client.get(f"/calculator?{query}", headers=HTMX)
+    assert partial.status_code == 422
+    assert f'id="err-{field}" class="field-error" role="alert" hx-swap-oob="true"' in partial.text
+
+
+def test_labels_link_to_their_pages(client):
+    html = client.get("/calculator").text
+    for slug in ("r", "lora_alpha", "target_modules", "use_dora", "gradient_checkpointing", "optim"):
+        assert f'href="/params/{slug}"' in html
+
+
+@pytest.mark.parametrize(("focus", "field"), [("r", "r"), ("optim", "optimizer"), ("q_proj", "target_modules"), ("rank_pattern", "rank_pattern")])
+def test_try_it_focus(client, focus, field):
+    html = client.get(f"/calculator?focus={focus}").text
+    assert f'class="form-field focused" id="field-{field}"' in html
+    assert re.search(rf'id="f-{field}"[^>]*autofocus', html)
+
+
+def test_exports_and_copy_controls(client):
+    html = client.get("/calculator?model=qwen2.5-0.5b&r=16&target_modules=q_proj,v_proj").text
+    for key in ("peft", "adapter_config", "unsloth", "axolotl", "llama_factory"):
+        assert f'id="export-{key}"' in html and f'data-copy-target="export-{key}"' in html
+    assert "data-copy-link" in html
+    assert "LoraConfig(" in html
+
+
+def test_memory_breakdown_and_lints_are_shown(client):
+    html = client.get("/calculator?model=llama-3.1-8b&r=16&lora_alpha=8&target_modules=q_proj").text
+    assert "Memory per device" in html and "Activations" in html and "Optimizer states" in html
+    assert "lora_alpha (8) is below r (16)" in html
+
+
+def test_job_link_for_trainable_models(client):
+    assert "/jobs/new?" in client.get("/calculator?model=tiny-llama&r=4").text
+    assert "/jobs/new?" not in client.get("/calculator?model=llama-3.1-70b&r=4").text
+
+
+def test_every_try_it_link_to_the_calculator_focuses_a_field(app):
+    from app.content.links import try_it_url
+    from app.web.routers.calculator import focused_field
+
+    unmapped = [
+        slug for slug, page in app.state.library.params.items()
+        if try_it_url(slug, page.meta.kind).startswith("/calculator") and focused_field(slug) is None
+    ]
+    assert unmapped == []

@@ -1,0 +1,36 @@
+"""In Chromium: launch a tiny-llama job from the form and watch the chart draw points and the progress bar move."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from tests.conftest import serious_accessibility_violations
+from tests.jobs.test_end_to_end import FAST_ENV
+
+pytestmark = pytest.mark.browser
+
+
+def test_a_job_launched_from_the_form_draws_its_curve_and_moves_its_progress_bar(page, server_factory):
+    server = server_factory(worker=True, env=FAST_ENV)  # `lorapedia serve` with its embedded worker
+    page.goto(f"{server.url}/jobs/new?r=8&lora_alpha=16&learning_rate=0.01&max_steps=60&eval_steps=30")
+    assert page.input_value("#f-r") == "8" and page.input_value("#f-max_steps") == "60"
+    assert page.get_attribute("label[for=f-r] a", "href") == "/params/r"
+    assert serious_accessibility_violations(page) == []
+    page.select_option("#f-dataset", "addition")
+    page.click("button[type=submit]")
+    page.wait_for_url(re.compile(r"/jobs/\d+$"))
+
+    chart_points = "() => Number(document.getElementById('loss-chart').dataset.points)"
+    progress = "() => Number(document.getElementById('job-progress-bar').value)"
+    page.wait_for_function(f"({chart_points})() >= 3", timeout=90_000)
+    first_points, first_progress = page.evaluate(chart_points), page.evaluate(progress)
+    page.wait_for_function(f"({chart_points})() >= {first_points + 5} && ({progress})() > {first_progress}", timeout=60_000)
+    assert page.locator("#loss-chart canvas").count() == 1
+    assert page.locator("#job-step").inner_text() != "0"
+    assert serious_accessibility_violations(page) == []
+
+    page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'succeeded'", timeout=120_000)
+    assert page.evaluate(chart_points) == 60
+    assert page.locator("a[href$='/adapter']").count() == 1
