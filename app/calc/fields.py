@@ -54,7 +54,7 @@ FIELDS: dict[str, FieldInfo] = {
     "rank_pattern": F({}, "Per-module r, keyed by a regex matched against the end of the module name.", "rank_pattern", True),
     "revision": F(None, "The base model revision (git tag or commit) the adapter was trained on.", metadata=True),
     "target_modules": F(None, 'Modules to adapt: names or suffixes, a full-match regex, or "all-linear"; null picks peft\'s default for the model.', "target_modules", True),
-    "target_parameters": F(None, "nn.Parameter names to adapt directly, such as fused mixture-of-experts weights.", None, True),
+    "target_parameters": F(None, "nn.Parameter names to adapt directly, such as fused mixture-of-experts weights.", "target_parameters", True),
     "task_type": F(None, "The kind of model head peft wraps, e.g. CAUSAL_LM.", "task_type", True),
     "trainable_token_indices": F(None, "Token ids whose embedding rows train, without training the whole embedding."),
     "use_bdlora": F(None, "Settings of block-diagonal LoRA for multi-adapter serving."),

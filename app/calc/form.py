@@ -57,7 +57,7 @@ FIELDS: tuple[FormField, ...] = (
     FormField("layers_pattern", "lora", "list", "layers_pattern", "layers_pattern", placeholder="layers", advanced=True),
     FormField("rank_pattern", "lora", "mapping", "rank_pattern", "rank_pattern", placeholder="q_proj=16, down_proj=4", advanced=True),
     FormField("alpha_pattern", "lora", "mapping", "alpha_pattern", "alpha_pattern", placeholder="q_proj=32", advanced=True),
-    FormField("target_parameters", "lora", "list", "target_parameters", None, placeholder="experts.gate_up_proj", advanced=True),
+    FormField("target_parameters", "lora", "list", "target_parameters", "target_parameters", placeholder="experts.gate_up_proj", advanced=True),
     FormField("loftq_config", "lora", "mapping", "loftq_config", "loftq_config", placeholder="loftq_bits=4, loftq_iter=1", advanced=True),
     FormField("fan_in_fan_out", "lora", "bool", "fan_in_fan_out", "fan_in_fan_out", advanced=True),
     FormField("task_type", "lora", "choice", "task_type", "task_type", choices=("", *TASK_TYPES), advanced=True),

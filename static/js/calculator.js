@@ -15,13 +15,6 @@
       if (span.textContent.trim()) { input.setAttribute("aria-invalid", "true"); } else { input.removeAttribute("aria-invalid"); }
     });
   }
-  // The server answers a form with a bad field 422 and still sends the results block: swap it.
-  document.addEventListener("htmx:beforeSwap", function (event) {
-    if (event.detail.xhr.status === 422 && event.detail.target && (event.detail.target.id === "calc-results" || event.detail.target.id === "explanation")) {
-      event.detail.shouldSwap = true;
-      event.detail.isError = false;
-    }
-  });
   // Keep shared URLs short: empty fields mean "peft's default" on the server too.
   document.addEventListener("htmx:configRequest", function (event) {
     if (!event.detail.elt || event.detail.elt.id !== "calc-form") return;
