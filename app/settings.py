@@ -37,10 +37,10 @@ class Settings(BaseSettings):
     max_seq_length: int = Field(1024, ge=8, description="Longest sequence a job may train on, in tokens.")
     max_dataset_bytes: int = Field(2_000_000, ge=1, description="Size limit of a pasted JSONL dataset, in bytes.")
     max_dataset_rows: int = Field(5_000, ge=1, description="Rows a pasted JSONL dataset may hold at most.")
-    max_body_bytes: int = Field(1_000_000, ge=1024, description="Largest JSON request body the API accepts, in bytes.")
+    max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted, in bytes (above max_dataset_bytes, so a pasted dataset gets its own error).")
     lease_seconds: float = Field(30.0, gt=0, description="A running job whose worker has not heartbeated for this long is marked interrupted.")
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews the lease of its running job.")
-    poll_seconds: float = Field(0.5, gt=0, description="How often an idle worker and the SSE stream poll the database.")
+    poll_seconds: float = Field(0.1, gt=0, description="How often an idle worker and the SSE stream poll the database.")
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -26,9 +26,13 @@ spec:
 
 on_event("started", {"device", "total_steps", "trainable_params", "total_params",
                      "samples_before": [{"prompt", "response"}]}) once, before the first step.
+                     device reads "cpu float32" or "cuda (<GPU name>) bfloat16".
 on_metric({"step", "train_loss", "learning_rate", "grad_norm", "tokens_per_second",
            "elapsed_seconds"} + {"eval_loss"} on eval steps + {"exact_match"} for the
            exact-match task) once per optimizer step. Eval steps: every eval_steps, and the last.
+           train_loss is the step's loss over all its target tokens (every accumulated micro-batch);
+           tokens_per_second counts real (non-padding) tokens of the step over its wall time;
+           elapsed_seconds runs from the first step's start; exact_match is a fraction in [0, 1].
 should_stop() is called at the start of every optimizer step; when it returns True the run
 stops there (so within one step of the request) and returns status "cancelled".
 
