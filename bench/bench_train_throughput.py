@@ -14,6 +14,7 @@ packing against Trainer and against itself without packing, on the same short ex
 
 from __future__ import annotations
 
+import app.training  # noqa: F401, I001 -- first: it sets OMP_WAIT_POLICY before torch loads OpenMP
 import argparse
 import dataclasses
 import logging
@@ -27,7 +28,7 @@ from transformers import Trainer, TrainerCallback, TrainingArguments
 
 from app.content.datasets import load_dataset
 from app.settings import get_settings
-from app.training.data import Batch, collate, optimizer_steps, pack_examples, tokenize_rows
+from app.training.data import Batch, optimizer_steps, pack_examples, tokenize_rows
 from app.training.loop import train_loop
 from app.training.models import load_model
 from app.training.optim import build_optimizer
@@ -130,7 +131,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads(),
-                        help="torch CPU threads; 1 steadies the figures on a machine shared with other work")
+                        help="torch CPU threads (default: torch's own choice)")
     args = parser.parse_args()
     logging.basicConfig(level="WARNING")
     torch.set_num_threads(args.threads)
