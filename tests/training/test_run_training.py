@@ -70,8 +70,31 @@ def test_started_event_comes_once_with_device_steps_parameters_and_samples(finis
     started = recorder.events[0][1]
     assert started["device"] == result["device"] and started["device"].split()[0] in ("cpu", "cuda")
     assert started["total_steps"] == 30 and started["trainable_params"] == result["trainable_params"]
-    assert started["samples_before"] == result["samples_before"]
+    assert "samples_before" not in started, "a no-op initial adapter answers the 'before' prompts after training"
     assert [sample["prompt"] for sample in result["samples_after"]] == [sample["prompt"] for sample in result["samples_before"]]
+
+
+def test_deferred_before_samples_equal_the_untrained_models_answers(finished_run):
+    settings, _, result = finished_run
+    from app.training.models import load_model
+    from app.training.sampling import sample_rows
+
+    spec = tiny_spec()
+    loaded = load_model(spec["model"], settings, seed=spec["training"]["seed"])
+    rows = load_dataset(spec["dataset"], settings.content_dir).eval[:3]
+    untrained = sample_rows(loaded.model, loaded.tokenizer, rows, spec["training"]["sample_max_new_tokens"], loaded.device)
+    assert result["samples_before"] == untrained
+    assert result["samples_after"] != untrained
+
+
+def test_an_init_that_changes_the_model_samples_before_training(tmp_path):
+    from app.settings import Settings
+
+    recorder = Recorder()
+    spec = {**tiny_spec(max_steps=2, eval_steps=2), "lora": {"r": 8, "target_modules": "all-linear", "init_lora_weights": False}}
+    result = run_training(spec, Settings(var_dir=tmp_path / "var"), tmp_path / "job", recorder.on_metric,
+                          recorder.should_stop, recorder.on_event)
+    assert recorder.events[0][1]["samples_before"] == result["samples_before"] != []
 
 
 def test_result_holds_every_figure(finished_run):
