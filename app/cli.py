@@ -22,6 +22,9 @@ def serve(host: str, port: int, with_worker: bool) -> None:
 
     from app.main import create_app
 
+    from app.jobs.db import init_db, make_engine
+
+    init_db(make_engine(get_settings()))  # before the worker starts, so the two never race to create tables
     worker = None
     if with_worker:
         worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 from sqlalchemy import event
+from sqlalchemy.exc import DatabaseError
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
@@ -28,8 +31,16 @@ def make_engine(settings: Settings) -> Engine:
     return create_engine(url, pool_pre_ping=True)
 
 
-def init_db(engine: Engine) -> None:
-    """Create every table that does not exist yet."""
+def init_db(engine: Engine, attempts: int = 5) -> None:
+    """Create every table that does not exist yet; safe when several processes start at once."""
     import app.jobs.models  # noqa: F401  (registers the tables on SQLModel.metadata)
 
-    SQLModel.metadata.create_all(engine)
+    for attempt in range(1, attempts + 1):
+        try:
+            SQLModel.metadata.create_all(engine)
+            return
+        except DatabaseError:
+            # Another process created a table between our existence check and our CREATE: look again.
+            if attempt == attempts:
+                raise
+            time.sleep(0.1 * attempt)
