@@ -84,3 +84,23 @@ def test_cancel_from_the_page_works_without_javascript(client):
     response = client.post(f"/jobs/{job_id}/cancel", follow_redirects=False)
     assert response.status_code == 303 and response.headers["location"] == f"/jobs/{job_id}"
     assert client.get(f"/api/jobs/{job_id}").json()["status"] == "cancelled"
+
+
+def test_preview_shows_pasted_rows_without_queueing(client):
+    pasted = '{"prompt": "What is r?", "response": "The rank."}\n{"messages": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]}'
+    response = client.post("/jobs/new", data={"model": "tiny-llama", "dataset": "addition", "dataset_jsonl": pasted, "action": "preview"})
+    assert response.status_code == 200
+    assert "2 training rows from your pasted JSONL" in response.text
+    assert "<td>What is r?</td><td>The rank.</td>" in response.text
+    assert "What is r?" in response.text.split('id="f-dataset_jsonl"')[1], "the pasted text stays in the form"
+    assert client.get("/api/jobs").json() == []
+
+
+def test_preview_of_a_catalogue_dataset_and_of_a_bad_line(client):
+    catalogue = client.post("/jobs/new", data={"dataset": "addition", "action": "preview"}, headers=HTMX)
+    assert catalogue.status_code == 200 and "<html" not in catalogue.text
+    assert "training rows from" in catalogue.text and "held out for evaluation" in catalogue.text
+    bad = client.post("/jobs/new", data={"dataset": "addition", "dataset_jsonl": '{"prompt": "x", "response": "y"}\n{oops', "action": "preview"})
+    assert bad.status_code == 422
+    assert "line 2" in bad.text and "Data preview" not in bad.text
+    assert client.get("/api/jobs").json() == []

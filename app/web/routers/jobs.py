@@ -50,10 +50,33 @@ def new_job(request: Request, settings: SettingsDep, library: LibraryDep):
     return render(request, "jobs/new.html", _form_context(settings, library, values, {}))
 
 
+def data_preview(settings, submitted: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
+    """The rows a job would train on (pasted JSONL, else the chosen dataset), or the error that stops it."""
+    pasted = (submitted.get("dataset_jsonl") or "").strip()
+    try:
+        if pasted:
+            rows = datasets.parse_jsonl(pasted, settings.max_dataset_bytes, settings.max_dataset_rows)
+            return {"source": "your pasted JSONL", "rows": len(rows), "shown": datasets.preview(rows)}, {}
+        dataset = datasets.load_dataset(submitted.get("dataset", ""), settings.content_dir)
+    except datasets.DatasetError as error:
+        return None, {"dataset_jsonl": str(error)}
+    except datasets.UnknownDatasetError as error:
+        return None, {"dataset": error.args[0]}
+    source = f"{dataset.info.title} ({dataset.info.eval_rows} more rows held out for evaluation)"
+    return {"source": source, "rows": len(dataset.train), "shown": datasets.preview(dataset.train)}, {}
+
+
 @router.post("/jobs/new", response_class=HTMLResponse)
 async def submit_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep):
-    """Queue the job and go to its page; or show the form again with a message at each bad field."""
+    """Queue the job and go to its page; or show the form again with a message at each bad field.
+
+    The "Preview the data" button shows the rows the job would train on without queueing anything.
+    """
     submitted = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    if submitted.pop("action", "") == "preview":
+        preview, errors = data_preview(settings, submitted)
+        context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors) | {"preview": preview}
+        return render(request, "jobs/new.html", context, block="job_form", status_code=422 if errors else 200)
     try:
         job = service.create_job(session, settings, form.parse_form(submitted))
     except (form.FormErrors, service.JobRejected) as error:
