@@ -12,7 +12,7 @@ MODEL_READY := var/models/.smollm2-135m-instruct.ready
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup test-setup model db bench clean
+.PHONY: run test setup test-setup model db bench clean system-packages
 
 run: setup model db
 	$(BIN)/lorapedia serve
@@ -21,7 +21,7 @@ test: test-setup model
 	$(BIN)/pytest
 
 setup: $(STAMPS)/app
-test-setup: $(STAMPS)/test-deps $(CHROMIUM)
+test-setup: $(STAMPS)/test-deps system-packages
 model: $(MODEL_READY)
 db: var/lorapedia.db
 
@@ -52,9 +52,16 @@ $(MODEL_READY): $(STAMPS)/app
 var/lorapedia.db: $(STAMPS)/app
 	$(BIN)/lorapedia init-db
 
-$(CHROMIUM):
-	$(SUDO) apt-get update -qq
-	$(SUDO) apt-get install -y -qq chromium
+# Debian packages the tests need: Chromium for the browser tests, PostgreSQL for the scale-out tests
+# (the tests start their own private cluster). Installed only when missing.
+system-packages:
+	@missing=""; \
+	[ -x $(CHROMIUM) ] || missing="$$missing chromium"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
 
 bench: setup model
 	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -13,3 +13,19 @@ def test_body_over_the_limit_gets_422_naming_the_body(client, settings):
     assert response.status_code == 422
     assert response.json()["detail"][0]["loc"] == ["body"]
     assert "limit" in response.json()["detail"][0]["msg"]
+
+
+def test_chunked_body_over_the_limit_gets_422_too(client, settings):
+    def chunks():
+        for _ in range(settings.max_body_bytes // 65536 + 2):
+            yield b"x" * 65536
+
+    response = client.post("/api/calc", content=chunks(), headers={"content-type": "application/json"})
+    assert response.status_code == 422
+    assert response.json()["detail"][0]["type"] == "body_too_large"
+
+
+def test_body_under_the_limit_reaches_the_app_intact(client):
+    response = client.post("/api/calc", json={"model": "tiny-llama", "lora": {"r": 4, "target_modules": ["q_proj"]}})
+    assert response.status_code == 200
+    assert response.json()["trainable_params"] == 2 * 4 * (64 + 64)

@@ -141,3 +141,22 @@ def test_pages_load_no_asset_from_another_origin(client, path):
     collector = LinkCollector()
     collector.feed(client.get(path).text)
     assert collector.external_assets == []
+
+
+def test_a_too_long_search_gets_an_inline_message_not_json(client):
+    response = client.get("/search", params={"q": "rank " * 60})
+    assert response.status_code == 422
+    assert "<html" in response.text and "at most 200 are searched" in response.text
+    partial = client.get("/search", params={"q": "x" * 201}, headers={"HX-Request": "true"})
+    assert partial.status_code == 422 and "<html" not in partial.text and 'role="alert"' in partial.text
+
+
+def test_public_url_setting_sets_canonical_and_preview_urls(settings):
+    from fastapi.testclient import TestClient
+
+    from app.main import create_app
+
+    with TestClient(create_app(settings.model_copy(update={"public_url": "https://lorapedia.example.org"}))) as proxied:
+        html = proxied.get("/params/r").text
+    assert '<link rel="canonical" href="https://lorapedia.example.org/params/r">' in html
+    assert 'property="og:url" content="https://lorapedia.example.org/params/r"' in html

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from app.web.deps import LibraryDep
 from app.web.templating import render
+from app.web.urls import absolute_url
 
 router = APIRouter()
 
@@ -34,7 +35,7 @@ def guide(request: Request, slug: str, library: LibraryDep):
             "page": page,
             "related": related,
             "backlinks": library.backlinks.get(page.url, []),
-            "canonical": str(request.base_url).rstrip("/") + page.url,
+            "canonical": absolute_url(request, page.url),
         })
 
 

@@ -8,6 +8,7 @@ from fastapi.responses import HTMLResponse
 from app.content.links import try_it_url
 from app.web.deps import LibraryDep
 from app.web.templating import render
+from app.web.urls import absolute_url
 
 router = APIRouter()
 
@@ -24,6 +25,6 @@ def param_page(request: Request, slug: str, library: LibraryDep):
         "related": [library.params[name] for name in page.meta.related],
         "backlinks": library.backlinks.get(page.url, []),
         "try_it": try_it_url(page.slug, page.meta.kind),
-        "canonical": str(request.base_url).rstrip("/") + page.url,
+        "canonical": absolute_url(request, page.url),
     }
     return render(request, "params/param.html", context)
