@@ -1,11 +1,17 @@
-"""Memory estimate: the published per-weight costs, and the directions each setting moves the total."""
+"""Memory estimate: the published per-weight costs, the saved-tensor terms per architecture, and directions."""
 
 from __future__ import annotations
 
 import pytest
 
 from app.calc.families import architecture_from_config
-from app.calc.memory import estimate_memory
+from app.calc.memory import (
+    CPU_PROCESS_BYTES,
+    FRAMEWORK_BYTES,
+    LOGIT_BYTES,
+    estimate_activations,
+    estimate_memory,
+)
 from app.calc.spec import LoraSpec
 from app.calc.trainable import count_trainable
 from app.calc.training_spec import TrainingSpec
@@ -84,3 +90,114 @@ def test_dropout_keeps_a_copy_of_inputs():
 def test_effective_batch_and_tokens():
     spec = TrainingSpec(per_device_train_batch_size=4, gradient_accumulation_steps=8, devices=2, max_seq_length=512)
     assert (spec.effective_batch_size, spec.tokens_per_step) == (64, 64 * 512)
+
+
+SMOL = architecture_from_config(catalogue_config("smollm2-135m-instruct"))
+H, I, Q, KV, HEADS = 576, 1536, 9 * 64, 3 * 64, 9  # SmolLM2-135M: GQA with 3 key/value heads
+
+
+def saved(arch=SMOL, dropout=0.0, targets="all-linear", r=16, **training):
+    count = count_trainable(LoraSpec(r=r, target_modules=targets, lora_dropout=dropout), arch)
+    return estimate_activations(arch, count, TrainingSpec(**training), dropout)
+
+
+# Bytes per token per layer, written out from what each op saves (see estimate_activations' docstring).
+LAYER_TERMS = [
+    # (base dtype, targets, dropout, {term: bytes per token per layer})
+    ("fp32", "all-linear", 0.0, {
+        "norms": 2 * (4 * H + 4),  # two RMSNorms: fp32 input + rsqrt
+        "attention": 4 * (2 * Q + 2 * KV) + 4 * HEADS,  # q, k after RoPE, v, output; fp32 logsumexp
+        "mlp": 3 * 4 * I,  # gate output, SiLU output, up output
+        "lora_inputs": 4 * (H + H + I),  # norm outputs (shared by q/k/v and gate/up) and down's input; o shares SDPA's
+        "lora_rank": 7 * 4 * 16,
+    }),
+    ("bf16", "all-linear", 0.0, {
+        "norms": 2 * (4 * H + 4),  # the norms upcast to fp32 whatever the activation dtype
+        "attention": 2 * (2 * Q + 2 * KV) + 4 * HEADS,
+        "mlp": 3 * 2 * I,
+        "lora_inputs": 4 * (3 * H + Q + 2 * H + I),  # every adapted module casts its own fp32 copy
+        "lora_rank": 7 * 4 * 16,
+    }),
+    ("fp32", ["q_proj", "v_proj"], 0.0, {"lora_inputs": 4 * H, "lora_rank": 2 * 4 * 16}),
+    ("fp32", ["q_proj", "v_proj"], 0.1, {"lora_inputs": 2 * H * (4 + 4)}),  # CPU dropout: float noise + dropped copy
+    ("bf16", ["q_proj", "v_proj"], 0.1, {"lora_inputs": 2 * H * (4 + 1)}),  # CUDA fused dropout: bool mask
+    ("bf16", ["o_proj", "down_proj"], 0.0, {"lora_inputs": 4 * (Q + I), "lora_rank": 2 * 4 * 16}),
+    ("fp32", ["o_proj"], 0.0, {"lora_inputs": 0}),  # the attention output is SDPA's, already kept
+]
+
+
+@pytest.mark.parametrize(("dtype", "targets", "dropout", "terms"), LAYER_TERMS)
+def test_layer_terms_per_token(dtype, targets, dropout, terms):
+    estimate = saved(targets=targets, dropout=dropout, base_dtype=dtype)
+    assert {key: estimate.per_token[key] for key in terms} == terms
+
+
+@pytest.mark.parametrize(
+    ("training", "expected"),
+    [
+        # (training settings, activations part in bytes) for SmolLM2-135M, all-linear r=16, fp32
+        (dict(per_device_train_batch_size=1, max_seq_length=128, base_dtype="fp32"),
+         128 * (30 * 40428 - (4 * H + 4) + 4 * H + 4 + 9)),  # 30 layers, less layer 0's frozen-input norm; final norm
+        (dict(per_device_train_batch_size=4, max_seq_length=256, base_dtype="fp32", gradient_checkpointing=True),
+         1024 * (30 * 4 * H + 40428 + 4 * H + 4 + 9)),  # layer inputs + the largest layer recomputed
+        (dict(per_device_train_batch_size=4, max_seq_length=256, base_dtype="bf16", gradient_checkpointing=True),
+         1024 * (30 * 2 * H + saved(base_dtype="bf16").layer_per_token + 4 * H + 4 + 9)),
+    ],
+)
+def test_activation_totals(training, expected):
+    assert saved(**training).activations == expected
+
+
+@pytest.mark.parametrize(("batch", "seq"), [(1, 128), (4, 256), (8, 1024)])
+@pytest.mark.parametrize("dtype", ["fp32", "bf16", "nf4"])
+def test_logits_term(batch, seq, dtype):
+    estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL),
+                               TrainingSpec(per_device_train_batch_size=batch, max_seq_length=seq, base_dtype=dtype), 0.0)
+    logits = {part.key: part.bytes for part in estimate.parts}["logits"]
+    assert logits == batch * seq * SMOL.vocab_size * LOGIT_BYTES == 3 * batch * seq * SMOL.vocab_size * 4
+
+
+@pytest.mark.parametrize(
+    ("model", "grows_quadratically"),
+    [("gemma-2-2b", True), ("llama-3.2-1b", False), ("qwen2.5-0.5b", False), ("phi-3-mini", False), ("gpt2", False)],
+)
+def test_only_eager_attention_keeps_scores(model, grows_quadratically):
+    arch = architecture_from_config(catalogue_config(model))
+    short, long = saved(arch, max_seq_length=512).layer_per_token, saved(arch, max_seq_length=1024).layer_per_token
+    assert (long > short) == grows_quadratically
+
+
+def test_grouped_query_attention_keeps_smaller_k_and_v():
+    config = catalogue_config("smollm2-135m-instruct")
+    mha = architecture_from_config({**config, "num_key_value_heads": 9})
+    fp32 = saved(mha, base_dtype="fp32").per_token["attention"] - saved(base_dtype="fp32").per_token["attention"]
+    bf16 = saved(mha, base_dtype="bf16").per_token["attention"] - saved(base_dtype="bf16").per_token["attention"]
+    assert (fp32, bf16) == (4 * 2 * (Q - KV), 2 * 2 * (Q - KV))  # k and v at the key/value heads' width
+
+
+@pytest.mark.parametrize(
+    ("dtype", "process", "fraction"),
+    [("fp32", CPU_PROCESS_BYTES, None), ("bf16", FRAMEWORK_BYTES, 0.10), ("nf4", FRAMEWORK_BYTES, 0.10)],
+)
+def test_overhead_per_device_kind(dtype, process, fraction):
+    estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), TrainingSpec(base_dtype=dtype), 0.0)
+    part = {p.key: p.bytes for p in estimate.parts}
+    live = sum(p.bytes for p in estimate.parts if p.key != "overhead")
+    if fraction is None:  # CPU: glibc keeps about one activation peak of freed heap mapped
+        assert part["overhead"] == process + part["activations"] + part["logits"]
+    else:  # CUDA: context + caching-allocator slack
+        assert part["overhead"] == int(process + live * fraction)
+
+
+@pytest.mark.parametrize(
+    ("training", "phrases"),
+    [
+        (dict(base_dtype="fp32"), ["CPU run", "glibc", "SDPA", "fp32 input"]),
+        (dict(base_dtype="bf16", gradient_checkpointing=True), ["CUDA run", "checkpointing", "every token"]),
+    ],
+)
+def test_assumptions_are_stated(training, phrases):
+    estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), TrainingSpec(**training), 0.0)
+    text = " ".join(estimate.assumptions)
+    assert all(phrase in text for phrase in phrases)
+    assert any("saved_tensors_hooks" in source for source in estimate.sources)
