@@ -6,6 +6,8 @@ import argparse
 import logging
 import subprocess
 import sys
+import threading
+import time
 
 from app.settings import get_settings
 
@@ -14,6 +16,62 @@ logger = logging.getLogger("lorapedia")
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+
+class EmbeddedWorker:
+    """The worker process `serve` runs beside the web server, restarted (with a growing pause) whenever it exits unasked."""
+
+    FIRST_PAUSE_SECONDS = 1.0
+    MAX_PAUSE_SECONDS = 60.0
+    HEALTHY_SECONDS = 60.0  # a worker that ran this long before exiting restarts after the first pause again
+
+    def __init__(self) -> None:
+        self.process: subprocess.Popen | None = None
+        self.stopping = threading.Event()
+        self.lock = threading.Lock()
+        self.watcher = threading.Thread(target=self._watch, name="embedded-worker-watch", daemon=True)
+
+    def start(self) -> None:
+        """Start the worker and the thread that watches it."""
+        self._spawn()
+        self.watcher.start()
+
+    def _spawn(self) -> bool:
+        with self.lock:
+            if self.stopping.is_set():
+                return False
+            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+            logger.info("started embedded worker, pid %d", self.process.pid)
+            return True
+
+    def _watch(self) -> None:
+        pause = self.FIRST_PAUSE_SECONDS
+        while True:
+            started = time.monotonic()
+            code = self.process.wait()
+            if self.stopping.is_set():
+                return
+            if time.monotonic() - started >= self.HEALTHY_SECONDS:
+                pause = self.FIRST_PAUSE_SECONDS
+            logger.warning("embedded worker (pid %d) exited unexpectedly with code %s; restarting it in %.0f s",
+                           self.process.pid, code, pause)
+            if self.stopping.wait(pause) or not self._spawn():
+                return
+            pause = min(pause * 2, self.MAX_PAUSE_SECONDS)
+
+    def stop(self) -> None:
+        """Stop watching, then stop the worker: SIGTERM, and SIGKILL after 15 s."""
+        with self.lock:
+            self.stopping.set()
+            process = self.process
+        if process is None:
+            return
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def serve(host: str, port: int, with_worker: bool) -> None:
@@ -25,19 +83,14 @@ def serve(host: str, port: int, with_worker: bool) -> None:
     from app.jobs.db import init_db, make_engine
 
     init_db(make_engine(get_settings()))  # before the worker starts, so the two never race to create tables
-    worker = None
-    if with_worker:
-        worker = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
-        logger.info("started embedded worker, pid %d", worker.pid)
+    worker = EmbeddedWorker() if with_worker else None
+    if worker is not None:
+        worker.start()
     try:
         uvicorn.run(create_app(), host=host, port=port, log_level=get_settings().log_level)
     finally:
         if worker is not None:
-            worker.terminate()
-            try:
-                worker.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                worker.kill()
+            worker.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,10 +111,12 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(args.host, args.port, with_worker=settings.embedded_worker and not args.no_worker)
     elif args.command == "worker":
+        settings.apply_worker_environment()  # before app.jobs.worker imports torch (through app.training.run)
         from app.jobs.worker import run_worker
 
         run_worker(settings)
     elif args.command == "prepare-model":
+        settings.apply_worker_environment()
         from app.training.models import prepare_smollm2
 
         prepare_smollm2(settings)

@@ -8,6 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.calc.catalogue import load_catalogue
 from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
@@ -21,6 +22,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the app; content is loaded and rendered here, once, so a bad file stops start-up."""
     settings = settings or get_settings()
     library = load_library(settings.content_dir)
+    catalogue = load_catalogue(settings.content_dir / "models")  # a bad catalogue file stops start-up here
     engine = make_engine(settings)
 
     @asynccontextmanager
@@ -41,6 +43,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.library = library
+    app.state.catalogue = catalogue
     app.state.engine = engine
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)

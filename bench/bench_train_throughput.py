@@ -14,7 +14,10 @@ packing against Trainer and against itself without packing, on the same short ex
 
 from __future__ import annotations
 
-import app.training  # noqa: F401, I001 -- first: it sets OMP_WAIT_POLICY before torch loads OpenMP
+from app.settings import get_settings  # noqa: I001 -- first: OMP_WAIT_POLICY must be set before torch loads OpenMP
+
+get_settings().apply_worker_environment()
+
 import argparse
 import dataclasses
 import logging
@@ -32,7 +35,7 @@ from app.training.data import Batch, optimizer_steps, pack_examples, tokenize_ro
 from app.training.loop import train_loop
 from app.training.models import load_model
 from app.training.optim import build_optimizer
-from app.training.spec import TrainingConfig
+from app.jobs.spec import TrainingConfig
 
 StepTimes = list[tuple[int, float]]  # (real tokens, seconds) per optimizer step
 

@@ -11,6 +11,7 @@ from typing import Any
 import yaml
 
 from app.calc.errors import CalcInputError
+from app.calc.families import architecture_from_config
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "content" / "models"
 METADATA_FILE = "catalogue.yaml"
@@ -49,9 +50,9 @@ class Catalogue:
             ("model",), f"no catalogue model {model_id!r}; known: {', '.join(m.id for m in self.models)}", "unknown_model"
         )
 
-    def find(self, name_or_path: str | None) -> CatalogueModel | None:
-        """The model a base_model_name_or_path refers to, by id, Hugging Face id or alias."""
-        if not name_or_path:
+    def find(self, name_or_path: object) -> CatalogueModel | None:
+        """The model a base_model_name_or_path refers to, by id, Hugging Face id or alias; None for anything else."""
+        if not isinstance(name_or_path, str) or not name_or_path:
             return None
         wanted = name_or_path.strip().lower().rstrip("/")
         for model in self.models:
@@ -65,27 +66,89 @@ class Catalogue:
         return [model.id for model in self.models]
 
 
+class CatalogueError(ValueError):
+    """A catalogue file that cannot be used: the message names the file and the reason."""
+
+    def __init__(self, path: Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}")
+        self.path = path
+        self.reason = reason
+
+
+_TEXT_KEYS = ("id", "name", "licence", "size")
+
+
 @lru_cache(maxsize=4)
 def load_catalogue(directory: Path = DEFAULT_DIR) -> Catalogue:
-    """Read catalogue.yaml and each <id>.json; a missing or extra config file is an error at start-up."""
-    entries = yaml.safe_load((directory / METADATA_FILE).read_text(encoding="utf-8"))
+    """Read catalogue.yaml and each <id>.json, and build each model's architecture once.
+
+    create_app calls this, so a missing, malformed or inconsistent file stops start-up with a CatalogueError
+    naming the file and the reason.
+    """
+    metadata = directory / METADATA_FILE
+    entries = _read(metadata, yaml.safe_load)
+    if not isinstance(entries, list) or not entries:
+        raise CatalogueError(metadata, "expected a non-empty YAML list of models")
     models = []
-    for entry in entries:
-        config = json.loads((directory / f"{entry['id']}.json").read_text(encoding="utf-8"))
-        models.append(
-            CatalogueModel(
-                id=entry["id"],
-                name=entry["name"],
-                hf_id=entry.get("hf_id"),
-                licence=entry["licence"],
-                size=entry["size"],
-                config=config,
-                aliases=tuple(entry.get("aliases", ())),
-                note=entry.get("note", ""),
-            )
-        )
-    listed = {model.id for model in models}
+    for position, entry in enumerate(entries, 1):
+        models.append(_model(metadata, position, entry, directory))
+    ids = [model.id for model in models]
+    repeated = sorted({model_id for model_id in ids if ids.count(model_id) > 1})
+    if repeated:
+        raise CatalogueError(metadata, f"ids listed more than once: {', '.join(repeated)}")
+    listed = set(ids)
     on_disk = {path.stem for path in directory.glob("*.json")}
     if listed != on_disk:
-        raise ValueError(f"{directory}: catalogue.yaml and the config files differ: {sorted(listed ^ on_disk)}")
+        raise CatalogueError(
+            metadata,
+            f"catalogue.yaml and the config files differ: no config file for {sorted(listed - on_disk)}, "
+            f"not listed: {sorted(on_disk - listed)}",
+        )
     return Catalogue(tuple(models))
+
+
+def _read(path: Path, parse: Any) -> Any:
+    try:
+        return parse(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise CatalogueError(path, f"cannot be read: {error.strerror or error}") from None
+    except (yaml.YAMLError, ValueError) as error:
+        raise CatalogueError(path, f"is not valid {path.suffix.lstrip('.').upper()}: {error}") from None
+
+
+def _model(metadata: Path, position: int, entry: Any, directory: Path) -> CatalogueModel:
+    where = f"entry {position}"
+    if not isinstance(entry, dict):
+        raise CatalogueError(metadata, f"{where} must be a mapping with id, name, licence and size")
+    for key in _TEXT_KEYS:
+        if not isinstance(entry.get(key), str) or not entry[key]:
+            raise CatalogueError(metadata, f"{where} ({entry.get('id')!r}) needs {key} as a non-empty string")
+    where = f"entry {entry['id']!r}"
+    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note"}
+    if unknown:
+        raise CatalogueError(metadata, f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
+    if entry.get("hf_id") is not None and not isinstance(entry["hf_id"], str):
+        raise CatalogueError(metadata, f"{where}: hf_id must be a string or null")
+    aliases = entry.get("aliases", [])
+    if not isinstance(aliases, list) or not all(isinstance(alias, str) and alias for alias in aliases):
+        raise CatalogueError(metadata, f"{where}: aliases must be a list of names")
+    if not isinstance(entry.get("note", ""), str):
+        raise CatalogueError(metadata, f"{where}: note must be a string")
+    config_path = directory / f"{entry['id']}.json"
+    config = _read(config_path, json.loads)
+    if not isinstance(config, dict):
+        raise CatalogueError(config_path, "a config.json must be a JSON object")
+    try:
+        architecture_from_config(config)
+    except CalcInputError as error:
+        raise CatalogueError(config_path, f"the calculator cannot use it: {error}") from None
+    return CatalogueModel(
+        id=entry["id"],
+        name=entry["name"],
+        hf_id=entry.get("hf_id"),
+        licence=entry["licence"],
+        size=entry["size"],
+        config=config,
+        aliases=tuple(aliases),
+        note=entry.get("note", ""),
+    )

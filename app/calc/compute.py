@@ -36,7 +36,7 @@ def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None =
         config, info_id, name, hf_id = entry.config, entry.id, entry.name, entry.hf_id
     else:
         config, info_id, hf_id = request.hf_config or {}, None, None
-        name = str(config.get("_name_or_path") or (config.get("architectures") or ["pasted config.json"])[0])
+        name = _pasted_name(config)
     arch = architecture_from_config(config)
     count = count_trainable(request.lora, arch)
     return _result(request, arch, count, ModelInfo(
@@ -44,6 +44,13 @@ def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None =
         num_layers=arch.num_layers, hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
         tie_word_embeddings=arch.tie_word_embeddings, notes=list(arch.notes),
     ))
+
+
+def _pasted_name(config: dict[str, Any]) -> str:
+    """A pasted config.json's _name_or_path, else its first architecture, else a placeholder; only strings count."""
+    architectures = config.get("architectures")
+    first = architectures[0] if isinstance(architectures, list) and architectures else None
+    return next((name for name in (config.get("_name_or_path"), first) if isinstance(name, str) and name), "pasted config.json")
 
 
 def group_rows(adapted: list[Adapted]) -> list[ModuleRow]:

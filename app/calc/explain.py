@@ -9,7 +9,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.calc.catalogue import Catalogue, load_catalogue
 from app.calc.compute import compute
-from app.calc.errors import CalcInputError
+from app.calc.errors import CalcInputError, check_nesting, describe
 from app.calc.fields import FIELDS, LEGACY_FIELDS, PEFT_VERSION
 from app.calc.form import field_of, to_query
 from app.calc.request import CalcRequest
@@ -78,6 +78,16 @@ def explain(
     """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given."""
     if not isinstance(adapter_config, dict):
         raise CalcInputError(("adapter_config",), "an adapter_config.json is a JSON object", "dict_type")
+    check_nesting(adapter_config, ("adapter_config",), "adapter_config")
+    if model_config is not None:
+        check_nesting(model_config, ("model_config",), "model_config")
+    base_model = adapter_config.get("base_model_name_or_path")
+    if base_model is not None and not isinstance(base_model, str):
+        raise CalcInputError(
+            ("adapter_config", "base_model_name_or_path"),
+            f"base_model_name_or_path must be a string (a Hugging Face id or a path), got {describe(base_model)}",
+            "string_type",
+        )
     catalogue = catalogue or load_catalogue()
     keys = [_explain_key(key, value) for key, value in adapter_config.items()]
     problems: list[str] = []
@@ -96,16 +106,16 @@ def explain(
         notes.append(f"Saved by peft {version}; the meanings and defaults here are peft {PEFT_VERSION}'s.")
 
     lora = lora_fields_of(adapter_config)
-    entry = None if model_config is not None else catalogue.find(adapter_config.get("base_model_name_or_path"))
+    entry = None if model_config is not None else catalogue.find(base_model)
     explanation = Explanation(keys=keys, problems=problems, notes=notes)
     problems, notes = explanation.problems, explanation.notes  # pydantic copied the lists
     if entry is not None:
         explanation.model_id, explanation.model_label = entry.id, entry.name
     elif model_config is not None:
         explanation.model_label = "the pasted config.json"
-    elif adapter_config.get("base_model_name_or_path"):
+    elif base_model:
         notes.append(
-            f"{adapter_config['base_model_name_or_path']!r} is not in the catalogue: paste its config.json to get "
+            f"{base_model!r} is not in the catalogue: paste its config.json to get "
             "the exact count."
         )
     try:

@@ -103,7 +103,7 @@ def _mapping(text: str, name: str, numbers: bool) -> dict[str, Any]:
     """'key=value, key=value' or a JSON object."""
     text = text.strip()
     if text.startswith("{"):
-        value = json.loads(text)
+        value = parse_json(text)
         if not isinstance(value, dict):
             raise ValueError(f"{name} must be a JSON object")
         return value
@@ -114,6 +114,19 @@ def _mapping(text: str, name: str, numbers: bool) -> dict[str, Any]:
             raise ValueError(f"{name}: write key=value pairs separated by commas, got {part!r}")
         result[key.strip()] = _number(raw.strip(), f"{name}[{key.strip()!r}]") if numbers else raw.strip()
     return result
+
+
+def parse_json(text: str) -> Any:
+    """json.loads for a form field; anything it cannot read (nesting too deep for the parser, a number of more
+    digits than Python converts) is a ValueError saying "not valid JSON", never another exception."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ValueError(f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}") from None
+    except RecursionError:
+        raise ValueError("not valid JSON here: it is nested too deeply to read") from None
+    except ValueError:  # Python refuses to convert integers of more than 4300 digits
+        raise ValueError("not valid JSON here: it holds a number too long to read") from None
 
 
 def _number(text: str, name: str, whole: bool = False) -> int | float:
@@ -157,11 +170,11 @@ def parse_query(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
     model = values.get("model", DEFAULT_MODEL) or DEFAULT_MODEL
     if model == CUSTOM_MODEL:
         try:
-            request["model_config"] = json.loads(values.get("model_config", "") or "null")
+            request["model_config"] = parse_json(values.get("model_config", "") or "null")
             if not isinstance(request["model_config"], dict):
                 errors["model_config"] = "paste the contents of a config.json: a JSON object"
-        except json.JSONDecodeError as error:
-            errors["model_config"] = f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        except ValueError as error:
+            errors["model_config"] = str(error)
     else:
         request["model"] = model
     for form_field in FIELDS:
@@ -174,7 +187,7 @@ def parse_query(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, st
             continue
         try:
             parsed = _parse_value(form_field, raw)
-        except (ValueError, json.JSONDecodeError) as error:
+        except ValueError as error:
             errors[form_field.name] = str(error)
             continue
         if parsed is not None:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, ValidationError, field_validator, model_validator
 from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from app.calc.errors import describe
+from app.calc.numbers import finite_number
 
 MAX_RANK = 65_536  # above every hidden or intermediate size of the catalogue; beyond it r is not "low rank"
 INIT_CHOICES = ("gaussian", "eva", "olora", "pissa", "corda", "loftq", "orthogonal", "mica", "lora_ga")
@@ -25,10 +27,7 @@ def _names(value: Any, field: str) -> Any:
     if isinstance(value, str):
         if not value.strip():
             raise PydanticCustomError("empty", f"{field} is an empty string; leave it out or give names")
-        try:
-            re.compile(value)
-        except re.error as error:
-            raise PydanticCustomError("regex", f"{field} {value!r} is not a valid regular expression: {error}") from None
+        _compiles(value, f"{field} {value!r}")
         return value
     for name in value:
         if not name.strip():
@@ -36,28 +35,41 @@ def _names(value: Any, field: str) -> Any:
     return value
 
 
+def _compiles(pattern: str, what: str) -> None:
+    """peft matches these with re: a pattern that does not compile is reported on its field."""
+    try:
+        re.compile(pattern)
+    except re.error as error:
+        raise PydanticCustomError("regex", f"{what} is not a valid regular expression: {error}") from None
+
+
 def _regex_keys(value: dict[str, Any], field: str) -> dict[str, Any]:
     for key in value:
         if not key:
             raise PydanticCustomError("empty", f"{field} has an empty key")
-        try:
-            re.compile(key)
-        except re.error as error:
-            raise PydanticCustomError("regex", f"{field} key {key!r} is not a valid regular expression: {error}") from None
+        _compiles(key, f"{field} key {key!r}")
     return value
 
 
 def _checked_rank(value: Any, what: str) -> Any:
     """A rank is a whole number from 1 to MAX_RANK; strings and floats are refused, never coerced."""
     if isinstance(value, bool) or not isinstance(value, int):
-        kind = "a string" if isinstance(value, str) else type(value).__name__
-        raise PydanticCustomError("int_type", f"{what} must be a whole number, got {kind} {value!r}")
+        kind = "a string " if isinstance(value, str) else ""
+        raise PydanticCustomError("int_type", f"{what} must be a whole number, got {kind}{describe(value)}")
     if value < 1:
-        raise PydanticCustomError("greater_than_equal", f"{what} must be at least 1 (peft rejects r <= 0), got {value}")
+        raise PydanticCustomError("greater_than_equal", f"{what} must be at least 1 (peft rejects r <= 0), got {describe(value)}")
     if value > MAX_RANK:
         raise PydanticCustomError(
-            "less_than_equal", f"{what} of {value} is far above any layer width; the most accepted is {MAX_RANK}"
+            "less_than_equal", f"{what} of {describe(value)} is far above any layer width; the most accepted is {MAX_RANK}"
         )
+    return value
+
+
+def _positive_alpha(value: Any, what: str) -> Any:
+    """lora_alpha and alpha_pattern values: a finite number above 0."""
+    rule = "a finite number above 0"
+    if finite_number(value, what, rule) <= 0:
+        raise PydanticCustomError("greater_than", f"{what} must be {rule}, got {value}")
     return value
 
 
@@ -120,26 +132,20 @@ class LoraSpec(BaseModel):
             _names(value, info.field_name)
             if info.field_name == "modules_to_save":
                 for name in value:
-                    try:
-                        re.compile(name)
-                    except re.error as error:
-                        raise PydanticCustomError("regex", f"modules_to_save entry {name!r} breaks peft's regex: {error}") from None
+                    _compiles(name, f"modules_to_save entry {name!r}")
         return value
 
     @field_validator("lora_alpha")
     @classmethod
     def _alpha(cls, value: float) -> float:
-        if not math.isfinite(value) or value <= 0:
-            raise PydanticCustomError("greater_than", f"lora_alpha must be a finite number above 0, got {value}")
-        return value
+        return _positive_alpha(value, "lora_alpha")
 
     @field_validator("lora_dropout")
     @classmethod
     def _dropout(cls, value: float) -> float:
-        if not math.isfinite(value) or not 0 <= value < 1:
-            raise PydanticCustomError(
-                "dropout_range", f"lora_dropout is a probability: at least 0 and below 1, got {value}"
-            )
+        rule = "a probability: at least 0 and below 1"
+        if not 0 <= finite_number(value, "lora_dropout", rule) < 1:
+            raise PydanticCustomError("dropout_range", f"lora_dropout is {rule}, got {value}")
         return value
 
     @field_validator("loftq_config")
@@ -177,8 +183,7 @@ class LoraSpec(BaseModel):
     @classmethod
     def _alphas(cls, value: dict[str, float]) -> dict[str, float]:
         for key, alpha in _regex_keys(value, "alpha_pattern").items():
-            if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not math.isfinite(alpha) or alpha <= 0:
-                raise PydanticCustomError("greater_than", f"alpha_pattern[{key!r}] must be above 0, got {alpha}")
+            _positive_alpha(alpha, f"alpha_pattern[{key!r}]")
         return value
 
     @model_validator(mode="after")

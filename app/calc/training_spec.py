@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import math
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, field_validator
 from pydantic_core import PydanticCustomError
+
+from app.calc.numbers import finite_number
 
 BaseDtype = Literal["fp32", "bf16", "fp16", "int8", "nf4", "fp4"]
 Optimizer = Literal[
@@ -33,8 +34,9 @@ class TrainingSpec(BaseModel):
     @field_validator("learning_rate")
     @classmethod
     def _finite_rate(cls, value: float | None) -> float | None:
-        if value is not None and (not math.isfinite(value) or value <= 0 or value >= 1):
-            raise PydanticCustomError("lr_range", f"learning_rate must be above 0 and below 1, got {value}")
+        rule = "above 0 and below 1"
+        if value is not None and not 0 < finite_number(value, "learning_rate", rule) < 1:
+            raise PydanticCustomError("lr_range", f"learning_rate must be {rule}, got {value}")
         return value
 
     @property

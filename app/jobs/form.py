@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
-from app.jobs.schemas import JobCreate, LoraSpec, TrainingSpec
+from app.jobs.schemas import JobCreate, JobLoraSpec, TrainingSpec
 
 REGEX_CHARACTERS = re.compile(r"[.*+?^$()\[\]{}|\\]")
 
@@ -72,7 +72,7 @@ def _field(name: str, group: str, info) -> FormField:
 
 def form_fields() -> list[FormField]:
     """Every LoRA and training field, in model order."""
-    lora = [_field(name, "lora", info) for name, info in LoraSpec.model_fields.items()]
+    lora = [_field(name, "lora", info) for name, info in JobLoraSpec.model_fields.items()]
     training = [_field(name, "training", info) for name, info in TrainingSpec.model_fields.items()]
     return lora + training
 

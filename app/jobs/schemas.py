@@ -1,19 +1,62 @@
-"""Request schemas of a job: TrainingSpec and JobCreate (LoRA fields come from app.calc.spec)."""
+"""Request schemas of a job: TrainingSpec, JobLoraSpec and JobCreate, narrowed to what the trainer runs."""
 
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-
-from app.training.spec import OPTIMIZERS, SCHEDULERS
+from pydantic_core import PydanticCustomError
 
 from app.calc.spec import LoraSpec
+from app.jobs.spec import OPTIMIZERS, SCHEDULERS
 
-# the choices the trainer implements (app/training/spec.py is pure: importing it loads no torch)
-SchedulerName = Literal[SCHEDULERS]
+# Schedulers that transformers builds without lr_scheduler_kwargs; jobs take no kwargs, so the others are refused.
+SCHEDULERS_NEEDING_KWARGS = {
+    "cosine_with_min_lr": "min_lr or min_lr_rate",
+    "cosine_warmup_with_min_lr": "min_lr or min_lr_rate",
+    "warmup_stable_decay": "num_decay_steps",
+}
+JOB_SCHEDULERS = tuple(name for name in SCHEDULERS if name not in SCHEDULERS_NEEDING_KWARGS)
+# LoRA initialisations the trainer cannot run, and why.
+UNSUPPORTED_INITS = {
+    "loftq": "needs scipy, bitsandbytes and a CUDA GPU, which this trainer does not use",
+    "eva": "needs a data-driven set-up (initialize_lora_eva_weights over a data loader) that this trainer does not run",
+    "corda": "needs a data-driven set-up (preprocess_corda over calibration data) that this trainer does not run",
+    "lora_ga": "needs a data-driven set-up (gradient estimation before training) that this trainer does not run",
+}
+
+# the choices the trainer implements (app/jobs/spec.py is pure: importing it loads no torch)
+SchedulerName = Literal[JOB_SCHEDULERS]
 OptimizerName = Literal[OPTIMIZERS]
+
+
+class JobLoraSpec(LoraSpec):
+    """LoraSpec narrowed to what the trainer runs: a causal LM, initialisations that need no extra set-up, target_modules."""
+
+    task_type: Literal["CAUSAL_LM"] | None = Field(None, description="The model head peft wraps: jobs train causal LMs only.")
+    target_parameters: list[str] | None = Field(
+        None, description="nn.Parameter names to adapt (MoE experts): not supported by jobs; use target_modules.")
+
+    @field_validator("init_lora_weights")
+    @classmethod
+    def _runnable_init(cls, value: bool | str) -> bool | str:
+        if isinstance(value, str) and value in UNSUPPORTED_INITS:
+            raise PydanticCustomError(
+                "unsupported_init", f"init_lora_weights {value!r} is not supported by jobs: it {UNSUPPORTED_INITS[value]}",
+            )
+        return value
+
+    @field_validator("target_parameters")
+    @classmethod
+    def _no_target_parameters(cls, value: list[str] | None) -> list[str] | None:
+        if value:
+            raise PydanticCustomError(
+                "unsupported_field",
+                "target_parameters (LoRA on raw nn.Parameter tensors, for MoE expert weights) is not supported by jobs: "
+                "the trainer adapts modules only; use target_modules",
+            )
+        return None
 
 
 class TrainingSpec(BaseModel):
@@ -48,6 +91,17 @@ class TrainingSpec(BaseModel):
             raise ValueError("must be a finite number")
         return value
 
+    @field_validator("lr_scheduler_type", mode="before")
+    @classmethod
+    def _scheduler_without_kwargs(cls, value: Any) -> Any:
+        if isinstance(value, str) and value in SCHEDULERS_NEEDING_KWARGS:
+            raise PydanticCustomError(
+                "unsupported_scheduler",
+                f"{value} needs lr_scheduler_kwargs ({SCHEDULERS_NEEDING_KWARGS[value]}), which jobs do not take; "
+                f"choose one of {', '.join(JOB_SCHEDULERS)}",
+            )
+        return value
+
     @field_validator("max_steps")
     @classmethod
     def _not_zero(cls, value: int) -> int:
@@ -64,7 +118,7 @@ class JobCreate(BaseModel):
     model: str = Field(min_length=1, max_length=300, description="tiny-llama, smollm2-135m-instruct, or a model the operator allows.")
     dataset: str | None = Field(None, description="Id of a dataset from GET /api/datasets.")
     dataset_jsonl: str | None = Field(None, description="Your own JSONL: prompt/response pairs or chat messages, one per line.")
-    lora: LoraSpec = Field(default_factory=LoraSpec, description="LoraConfig fields, named as peft names them.")
+    lora: JobLoraSpec = Field(default_factory=JobLoraSpec, description="LoraConfig fields, named as peft names them.")
     training: TrainingSpec = Field(default_factory=TrainingSpec)
 
     @model_validator(mode="after")

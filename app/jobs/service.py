@@ -6,20 +6,27 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import func, update
+from pydantic import ValidationError
+from sqlalchemy import func, text, update
+from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
+from app.calc import CalcInputError
 from app.content import datasets
 from app.jobs import predictions, queue
 from app.jobs.models import FINISHED_STATUSES, AdapterArchive, Job, JobPublic, JobStatus, MetricPoint, MetricPublic, utcnow
 from app.jobs.schemas import JobCreate
 from app.settings import Settings
-from app.training.registry import UnknownModelError, resolve_model
-from app.training.spec import SpecError, check_total_steps, parse_training
+from app.jobs.registry import UnknownModelError, resolve_model
+from app.jobs.spec import SpecError, check_total_steps, parse_training
 
 logger = logging.getLogger(__name__)
 
 PASTED_DATASET = "pasted"
+MAX_ID = 2**63 - 1  # the largest id a BIGINT key holds; larger ids are refused before they reach the database
+QUEUE_LOCK_KEY = 0x4C6F7261  # PostgreSQL advisory lock taken while counting queued jobs and inserting one
+# Job columns a reader of status and figures never needs: pasted rows are up to max_dataset_bytes of JSON.
+HEAVY_COLUMNS = (Job.dataset_rows,)
 
 
 class JobRejected(ValueError):
@@ -40,7 +47,7 @@ class JobConflict(ValueError):
 
 
 def create_job(session: Session, settings: Settings, request: JobCreate) -> Job:
-    """Check the request against the models, datasets and limits, then queue it."""
+    """Check the request against the models, datasets, the calculator and the limits, then queue it."""
     try:
         resolve_model(request.model, settings)
     except UnknownModelError as error:
@@ -48,22 +55,57 @@ def create_job(session: Session, settings: Settings, request: JobCreate) -> Job:
     rows = _pasted_rows(settings, request)
     row_count = len(rows) if rows is not None else _catalogue_row_count(settings, request.dataset)
     _check_training_limits(settings, request, row_count)
-    if queue.count_queued(session) >= settings.max_queued_jobs:
-        raise JobRejected([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
     # unset LoRA fields are left out rather than null, so peft and the trainer apply their own defaults
     config = {"lora": request.lora.model_dump(mode="json", exclude_none=True), "training": request.training.model_dump(mode="json")}
+    prediction = _predict(settings, request.model, config)
+    assumed = prediction.pop("assumptions")
+    if assumed is not None:
+        config["prediction"] = assumed  # what the estimate assumed (dtype, optimizer), shown beside it
     job = Job(
         model=request.model,
         dataset=PASTED_DATASET if rows is not None else request.dataset,
         config=config,
         dataset_rows=rows,
-        **predictions.predict(request.model, config["lora"], config["training"], settings),
+        **prediction,
     )
-    session.add(job)
-    session.commit()
+    # Count and insert in one transaction that holds the queue's lock, so concurrent requests cannot over-admit.
+    session.commit()  # end any transaction the request's session has open, so the lock is taken first
+    _lock_queue(session)
+    try:
+        if queue.count_queued(session) >= settings.max_queued_jobs:
+            raise JobRejected([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
+        session.add(job)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
     session.refresh(job)
     logger.info("queued job %d (%s on %s)", job.id, job.model, job.dataset)
     return job
+
+
+def _lock_queue(session: Session) -> None:
+    """Serialise admissions: SQLite takes its write lock now (BEGIN IMMEDIATE), PostgreSQL a transaction advisory lock.
+
+    Only admission adds queued jobs (claims and cancels only take them away), so counting under a lock
+    that every admission takes, then inserting before releasing it, never lets the queue grow past the limit.
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
+        session.execute(text("BEGIN IMMEDIATE"))
+    elif dialect == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
+
+
+def _predict(settings: Settings, model: str, config: dict[str, Any]) -> dict[str, Any]:
+    """The calculator's prediction; a catalogue model the calculator cannot compute for is refused on the field at fault."""
+    try:
+        return predictions.predict(model, config["lora"], config["training"], settings)
+    except CalcInputError as error:
+        raise JobRejected(error.loc, error.message) from error
+    except ValidationError as error:
+        first = error.errors()[0]
+        raise JobRejected(tuple(first["loc"]), first["msg"]) from error
 
 
 def _pasted_rows(settings: Settings, request: JobCreate) -> list[dict[str, Any]] | None:
@@ -92,7 +134,9 @@ def _check_training_limits(settings: Settings, request: JobCreate, row_count: in
 
 def get_job(session: Session, job_id: int) -> Job | None:
     """The job, after reaping it if its lease ran out (so no reader ever sees a dead job 'running')."""
-    job = session.get(Job, job_id)
+    if not 1 <= job_id <= MAX_ID:
+        return None
+    job = session.get(Job, job_id, options=[defer(*HEAVY_COLUMNS)])
     if job is not None and _lease_expired(job):
         queue.reap_expired_leases(session.get_bind())
         session.refresh(job)
@@ -101,7 +145,7 @@ def get_job(session: Session, job_id: int) -> Job | None:
 
 def list_jobs(session: Session, limit: int = 200) -> list[JobPublic]:
     """The newest jobs first, each with its last step."""
-    jobs = session.exec(select(Job).order_by(col(Job.id).desc()).limit(limit)).all()
+    jobs = session.exec(select(Job).options(defer(*HEAVY_COLUMNS)).order_by(col(Job.id).desc()).limit(limit)).all()
     if any(_lease_expired(job) for job in jobs):
         queue.reap_expired_leases(session.get_bind())
         for job in jobs:

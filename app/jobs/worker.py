@@ -84,12 +84,11 @@ class JobRun:
 
     def execute(self) -> None:
         """Run the job to a final status; never raises for a failure of the job itself."""
-        with Session(self.engine) as session:
-            job = session.get(Job, self.job_id)
-            spec = training_spec(job)
         heartbeat = threading.Thread(target=self._heartbeat, name=f"heartbeat-{self.job_id}", daemon=True)
         heartbeat.start()
         try:
+            # a stored config the trainer cannot read fails this job, never the worker
+            spec = self._read_spec()
             result = self.trainer(
                 spec,
                 self.settings,
@@ -105,6 +104,13 @@ class JobRun:
         finally:
             self.heartbeat_done.set()
             heartbeat.join()
+
+    def _read_spec(self) -> dict[str, Any]:
+        with Session(self.engine) as session:
+            job = session.get(Job, self.job_id)
+            if job is None:
+                raise LookupError(f"job {self.job_id} is gone from the database")
+            return training_spec(job)
 
     def _heartbeat(self) -> None:
         while not self.heartbeat_done.wait(self.settings.heartbeat_seconds):
@@ -150,7 +156,9 @@ class JobRun:
 
 
 def training_spec(job: Job) -> dict[str, Any]:
-    """The spec run_training takes: model, dataset id or rows, lora and training dicts."""
+    """The spec run_training takes: model, dataset id or rows, lora and training dicts; ValueError for a config without them."""
+    if not isinstance(job.config, dict) or not isinstance(job.config.get("lora"), dict) or not isinstance(job.config.get("training"), dict):
+        raise ValueError(f"job {job.id} has no lora and training config to run: {job.config!r:.200}")
     spec: dict[str, Any] = {"model": job.model, "lora": job.config["lora"], "training": job.config["training"]}
     if job.dataset_rows is not None:
         spec["dataset_rows"] = job.dataset_rows

@@ -1,7 +1,9 @@
 """Real LoRA fine-tuning: the only package that imports torch, transformers and peft.
 
-Importing this package (and app.training.registry or app.training.spec) does not import torch;
-the worker imports app.training.run, which does.
+Only the worker process imports this package (app.training.run loads torch); the pure modules the
+web process needs too live in app.jobs: app.jobs.registry (which models a job may name) and
+app.jobs.spec (the training fields and their checks). The worker entry (app.cli worker) sets
+OMP_WAIT_POLICY from Settings before torch is first imported.
 
 The worker's contract, app.training.run.run_training:
 
@@ -16,7 +18,7 @@ spec:
                      "eval_rows" (held-out rows; default: a seeded tenth when there are >= 10 rows)
                      and "task" ("exact_match" scores the held-out rows by exact match)
     "lora"           LoraConfig fields as peft spells them (task_type defaults to CAUSAL_LM)
-    "training"       TrainingConfig fields (app.training.spec), spelt as TrainingArguments:
+    "training"       TrainingConfig fields (app.jobs.spec), spelt as TrainingArguments:
                      learning_rate, lr_scheduler_type, lr_scheduler_kwargs, warmup_steps,
                      weight_decay, max_steps, num_train_epochs, per_device_train_batch_size,
                      gradient_accumulation_steps, max_seq_length, packing, seed,
@@ -48,11 +50,3 @@ Raises SpecError (field, reason) or DatasetError (line, reason) for a bad spec,
 UnknownModelError / UnknownDatasetError for unknown ids: all ValueError or KeyError, with
 messages fit to show the user.
 """
-
-import os
-
-# Must precede the first torch import, which this package's modules make. With OpenMP's default
-# spin-waiting, threads of a process sharing the CPU with other work wait on each other at every
-# parallel region: on a busy 2-core machine SmolLM2's first answer took 64 s instead of 4 s.
-# Sleeping waiters cost little on an idle machine. An operator's own setting wins.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

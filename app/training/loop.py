@@ -13,7 +13,7 @@ from peft import PeftModel
 from app.training.data import Batch
 from app.training.loss import summed_loss
 from app.training.optim import build_optimizer, build_scheduler
-from app.training.spec import TrainingConfig
+from app.jobs.spec import TrainingConfig
 
 
 @dataclass

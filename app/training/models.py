@@ -16,7 +16,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from app.settings import Settings
 from app.training.byte_tokenizer import build_byte_tokenizer
-from app.training.registry import SMOLLM2_ID, TINY_LLAMA_ID, resolve_model
+from app.jobs.registry import SMOLLM2_ID, TINY_LLAMA_ID, resolve_model
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from transformers import Adafactor, get_scheduler
 
-from app.training.spec import TrainingConfig
+from app.jobs.spec import TrainingConfig
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:

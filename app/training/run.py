@@ -20,7 +20,7 @@ from app.training.loss import summed_loss
 from app.training.memory import PeakMemory
 from app.training.models import LoadedModel, load_model, pick_device
 from app.training.sampling import exact_match, sample_rows
-from app.training.spec import SpecError, TrainingConfig, check_total_steps, parse_training
+from app.jobs.spec import SpecError, TrainingConfig, check_total_steps, parse_training
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +206,8 @@ def _lora_config(fields: dict) -> LoraConfig:
         raise SpecError("lora", f"unknown LoraConfig field ({error})") from error
     except ValueError as error:
         raise SpecError("lora", str(error)) from error
+    except ImportError as error:  # e.g. init_lora_weights="loftq" without scipy or bitsandbytes
+        raise SpecError("lora.init_lora_weights", f"needs a package this install lacks ({error})") from error
 
 
 def _wrap(loaded: LoadedModel, lora_config: LoraConfig, config: TrainingConfig) -> PeftModel:
@@ -214,6 +216,8 @@ def _wrap(loaded: LoadedModel, lora_config: LoraConfig, config: TrainingConfig) 
         model = get_peft_model(loaded.model, lora_config)
     except ValueError as error:
         raise SpecError("lora", str(error)) from error
+    except ImportError as error:
+        raise SpecError("lora", f"needs a package this install lacks ({error})") from error
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs, so no input-grad hook is needed.
         model.get_base_model().activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from app.calc.catalogue import Catalogue
 from app.content.library import Library
 from app.settings import Settings
 
@@ -21,6 +22,11 @@ def get_settings_dep(request: Request) -> Settings:
 def get_library(request: Request) -> Library:
     """The encyclopedia, loaded and rendered once at start-up."""
     return request.app.state.library
+
+
+def get_catalogue(request: Request) -> Catalogue:
+    """The model catalogue, loaded and checked once at start-up."""
+    return request.app.state.catalogue
 
 
 def get_engine(request: Request) -> Engine:
@@ -36,5 +42,6 @@ def get_session(request: Request) -> Iterator[Session]:
 
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 LibraryDep = Annotated[Library, Depends(get_library)]
+CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -26,9 +26,14 @@ FragmentRenderer = Callable[[JobPublic, MetricPublic | None], dict[str, str]]
 
 
 def parse_resume_step(last_event_id: str | None, after: int | None) -> int:
-    """The last step the client has: Last-Event-ID (set by a reconnecting browser) wins over ?after=."""
-    if last_event_id is not None and last_event_id.strip().isdigit():
-        return int(last_event_id)
+    """The last step the client has: Last-Event-ID (set by a reconnecting browser) wins over ?after=.
+
+    A Last-Event-ID that is not a step this server could have sent (not a whole number from 0 to
+    2**63-1) is ignored, as the SSE spec lets a server do, so the stream starts from ?after= instead.
+    """
+    text = (last_event_id or "").strip()
+    if text.isascii() and text.isdigit() and len(text) <= len(str(service.MAX_ID)) and int(text) <= service.MAX_ID:
+        return int(text)
     return after or 0
 
 

@@ -1,3 +1,4 @@
+// Job form: scrolls the field a "try it" link focused (/jobs/new?focus=<name>) into view.
 // Job page: draws the loss curve from the embedded metric rows, then adds each `metric` event of the
 // page's SSE stream (opened by htmx's SSE extension). Without JavaScript the page shows the same rows as a table.
 (function () {
@@ -59,7 +60,16 @@
     this.holder.dataset.points = String(this.columns[0].length);
   };
 
+  function showFocusedField() {
+    var focused = document.querySelector("#job-form .form-field.focused");
+    if (!focused) return;
+    focused.scrollIntoView({ block: "center" });
+    var input = focused.querySelector("input:not([type=hidden]), select, textarea");
+    if (input && document.activeElement !== input) input.focus({ preventScroll: true });
+  }
+
   function start() {
+    showFocusedField();
     var holder = document.getElementById("loss-chart");
     if (!holder || !window.uPlot) return;
     var chart = new LossChart(holder, readPoints());

@@ -5,14 +5,13 @@ from __future__ import annotations
 import struct
 
 import pytest
+import torch
 
 from app.calc.adapter_file import adapter_file_bytes
 from app.calc.families import architecture_from_config
 from app.calc.spec import LoraSpec
 from app.calc.trainable import count_trainable
 from tests.calc.peft_oracle import catalogue_config
-
-torch = pytest.importorskip("torch")
 
 
 @pytest.mark.parametrize(

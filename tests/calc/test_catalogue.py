@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
+import transformers
 
-from app.calc.catalogue import DEFAULT_DIR, load_catalogue
+from app.calc.catalogue import DEFAULT_DIR, CatalogueError, load_catalogue
 from app.calc.errors import CalcInputError
-
-transformers = pytest.importorskip("transformers")
 CATALOGUE = load_catalogue()
 REQUIRED = {"smollm2-135m-instruct", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "mistral-7b-v0.3", "qwen2.5-0.5b",
             "qwen2.5-7b", "gemma-2-2b", "gemma-2-9b", "phi-3-mini", "mixtral-8x7b", "gpt2", "tiny-llama"}
@@ -44,6 +44,9 @@ def test_tiny_llama_has_the_values_the_training_engineer_relies_on():
         ("/data/models/google/gemma-2-2b/", "gemma-2-2b"),
         ("someone/else", None),
         (None, None),
+        (["gpt2"], None),
+        ({"gpt2": 1}, None),
+        (5, None),
     ],
 )
 def test_find_by_base_model_name(name, model_id):
@@ -54,3 +57,55 @@ def test_find_by_base_model_name(name, model_id):
 def test_unknown_id_lists_the_known_ones():
     with pytest.raises(CalcInputError, match="known: smollm2-135m-instruct"):
         CATALOGUE.get("llama-9000")
+
+
+def _break_yaml(directory):
+    (directory / "catalogue.yaml").write_text("- id: gpt2\n  name: [unclosed\n")
+
+
+def _drop_licence(directory):
+    path = directory / "catalogue.yaml"
+    path.write_text(path.read_text().replace("  licence: MIT\n", "", 1))
+
+
+def _bad_json(directory):
+    (directory / "gpt2.json").write_text('{"model_type": "gpt2",')
+
+
+def _unsupported_config(directory):
+    (directory / "gpt2.json").write_text('{"model_type": "bert", "hidden_size": 768}')
+
+
+def _extra_config(directory):
+    (directory / "orphan.json").write_text("{}")
+
+
+def _missing_config(directory):
+    (directory / "gpt2.json").unlink()
+
+
+def _not_a_list(directory):
+    (directory / "catalogue.yaml").write_text("models: {}\n")
+
+
+@pytest.mark.parametrize(
+    ("damage", "file", "words"),
+    [
+        (_break_yaml, "catalogue.yaml", "is not valid YAML"),
+        (_drop_licence, "catalogue.yaml", "needs licence"),
+        (_not_a_list, "catalogue.yaml", "YAML list of models"),
+        (_bad_json, "gpt2.json", "is not valid JSON"),
+        (_unsupported_config, "gpt2.json", "model_type 'bert' is not supported"),
+        (_extra_config, "catalogue.yaml", "not listed: ['orphan']"),
+        (_missing_config, "gpt2.json", "cannot be read"),
+    ],
+)
+def test_bad_catalogue_names_the_file_and_reason(tmp_path, damage, file, words):
+    directory = tmp_path / "models"
+    shutil.copytree(DEFAULT_DIR, directory)
+    damage(directory)
+    with pytest.raises(CatalogueError) as caught:
+        load_catalogue(directory)
+    assert caught.value.path == directory / file
+    assert words in str(caught.value)
+    assert str(directory / file) in str(caught.value)

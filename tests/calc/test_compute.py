@@ -54,6 +54,22 @@ def test_errors_are_value_errors(change, error):
     assert isinstance(caught.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    ("fields", "name"),
+    [
+        ({"_name_or_path": "org/model"}, "org/model"),
+        ({"architectures": ["LlamaForCausalLM"]}, "LlamaForCausalLM"),
+        ({"architectures": {"0": "x"}}, "pasted config.json"),
+        ({"architectures": "LlamaForCausalLM"}, "pasted config.json"),
+        ({"_name_or_path": ["org/model"], "architectures": [["x"]]}, "pasted config.json"),
+        ({"_name_or_path": 7, "architectures": ["LlamaForCausalLM"]}, "LlamaForCausalLM"),
+    ],
+)
+def test_pasted_config_name_uses_only_strings(fields, name):
+    pasted = {**REQUEST, "model": None, "model_config": {**catalogue_config("tiny-llama"), **fields}}
+    assert compute(pasted).model.name == name
+
+
 def test_calc_imports_nothing_heavy():
     code = (
         "import sys, app.calc, app.calc.explain, app.calc.exports, app.calc.form;"

@@ -58,12 +58,48 @@ def test_unlisted_model_needs_its_config():
         ({**ADAPTER, "lora_bias": True, "use_dora": True}, "lora_bias"),
         ({**ADAPTER, "peft_type": "IA3"}, "LoRA adapters"),
         ({**ADAPTER, "target_modules": ["c_attn"]}, "match no module"),
+        ({**ADAPTER, "lora_alpha": 10**400}, "lora_alpha: lora_alpha is a number of about 400 digits, beyond the range of a float"),
+        ({**ADAPTER, "alpha_pattern": {"q_proj": 10**400}}, "beyond the range of a float"),
     ],
 )
 def test_problems_are_reported(adapter, words):
     assert any(words in problem for problem in explain(adapter).problems)
 
 
+@pytest.mark.parametrize(
+    ("model_config", "words"),
+    [
+        ({"model_type": ["llama"]}, "model_type must be a string"),
+        ({"model_type": {"llama": 1}}, "model_type must be a string"),
+        ({"model_type": "llama", "hidden_size": "32"}, "hidden_size must be an integer"),
+    ],
+)
+def test_bad_pasted_config_is_a_problem(model_config, words):
+    assert any(words in problem for problem in explain(ADAPTER, model_config).problems)
+
+
 def test_not_an_object():
     with pytest.raises(CalcInputError):
         explain(["r", 8])
+
+
+NESTED: list = []
+for _ in range(200):
+    NESTED = [NESTED]
+
+
+@pytest.mark.parametrize(
+    ("adapter", "model_config", "loc", "words"),
+    [
+        ({**ADAPTER, "base_model_name_or_path": ["gpt2"]}, None, ("adapter_config", "base_model_name_or_path"), "must be a string"),
+        ({**ADAPTER, "base_model_name_or_path": {"id": "gpt2"}}, None, ("adapter_config", "base_model_name_or_path"), "must be a string"),
+        ({**ADAPTER, "base_model_name_or_path": 5}, None, ("adapter_config", "base_model_name_or_path"), "got 5"),
+        ({**ADAPTER, "note": NESTED}, None, ("adapter_config",), "nested more than 64 levels"),
+        (ADAPTER, {"model_type": "llama", "extra": NESTED}, ("model_config",), "nested more than 64 levels"),
+    ],
+)
+def test_bad_input_names_the_field(adapter, model_config, loc, words):
+    with pytest.raises(CalcInputError) as caught:
+        explain(adapter, model_config)
+    assert caught.value.loc == loc
+    assert words in caught.value.message

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 import json
 
+import peft
 import pytest
 import yaml
 
@@ -16,8 +17,6 @@ from app.calc.exports.peft_python import peft_python
 from app.calc.exports.unsloth import unsloth_python
 from app.calc.spec import LoraSpec
 from app.calc.training_spec import TrainingSpec
-
-peft = pytest.importorskip("peft")
 
 SPECS = {
     "plain": dict(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], lora_dropout=0.05, task_type="CAUSAL_LM"),

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
+import torch
+from transformers.pytorch_utils import Conv1D
 
 from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, OTHER
 from app.calc.catalogue import load_catalogue
 from app.calc.errors import CalcInputError
 from app.calc.families import SUPPORTED_MODEL_TYPES, architecture_from_config
 from tests.calc.peft_oracle import catalogue_config, meta_model
-
-torch = pytest.importorskip("torch")
-from transformers.pytorch_utils import Conv1D  # noqa: E402
 
 SMALL = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4)
 FAMILY_CONFIGS = {
@@ -26,6 +25,9 @@ FAMILY_CONFIGS = {
     "mixtral": dict(SMALL, model_type="mixtral", num_key_value_heads=2, num_local_experts=4),
     "gpt2": dict(model_type="gpt2", vocab_size=128, n_embd=32, n_layer=2, n_head=4, n_positions=64, bos_token_id=0, eos_token_id=0),
 }
+NESTED: list = []
+for _ in range(500):
+    NESTED = [NESTED]
 
 
 def torch_tree(config: dict) -> list[tuple[str, str, tuple]]:
@@ -82,6 +84,22 @@ def test_every_supported_model_type_has_a_tree_test():
         ({**SMALL, "model_type": "llama", "tie_word_embeddings": "yes"}, ("model_config", "tie_word_embeddings"), "true or false"),
         ({**SMALL, "model_type": "llama", "vocab_size": 10**12}, ("model_config", "vocab_size"), "larger than any"),
         ([1, 2], ("model_config",), "JSON object"),
+        ({**SMALL, "model_type": ["llama"]}, ("model_config", "model_type"), "model_type must be a string"),
+        ({**SMALL, "model_type": {"llama": 1}}, ("model_config", "model_type"), "model_type must be a string"),
+        ({**SMALL, "model_type": "llama", "hidden_size": True}, ("model_config", "hidden_size"), "integer"),
+        ({**SMALL, "model_type": "llama", "hidden_size": 32.0}, ("model_config", "hidden_size"), "integer"),
+        ({**SMALL, "model_type": "llama", "hidden_size": -32}, ("model_config", "hidden_size"), "at least 1"),
+        ({**SMALL, "model_type": "llama", "num_hidden_layers": 10**12}, ("model_config", "num_hidden_layers"), "deeper than any"),
+        ({**SMALL, "model_type": "llama", "num_hidden_layers": 5000}, ("model_config", "num_hidden_layers"), "most accepted is 1,024"),
+        ({**SMALL, "model_type": "mixtral", "num_local_experts": 4, "num_hidden_layers": 2000},
+         ("model_config", "num_hidden_layers"), "deeper than any"),
+        ({**FAMILY_CONFIGS["gpt2"], "n_layer": 10**12}, ("model_config", "n_layer"), "deeper than any"),
+        ({**FAMILY_CONFIGS["gpt2"], "n_head": 5}, ("model_config", "n_head"), "divisible by n_head"),
+        ({**SMALL, "model_type": "llama", "num_attention_heads": 64}, ("model_config", "num_attention_heads"), "more than hidden_size"),
+        ({**SMALL, "model_type": "phi3", "vocab_size": "128"}, ("model_config", "vocab_size"), "integer"),
+        ({**SMALL, "model_type": "llama", "hidden_act": ["silu"]}, ("model_config", "hidden_act"), "must be a string"),
+        ({**FAMILY_CONFIGS["gpt2"], "activation_function": {"a": 1}}, ("model_config", "activation_function"), "must be a string"),
+        ({**SMALL, "model_type": "llama", "rope_scaling": NESTED}, ("model_config",), "nested more than 64 levels"),
     ],
 )
 def test_bad_configs_name_the_key(config, loc, words):

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import json
 
-import pytest
+import peft
 
 from app.calc.fields import FIELDS, PEFT_VERSION, adapter_config_defaults
-
-peft = pytest.importorskip("peft")
 
 
 def test_defaults_equal_a_saved_default_config(tmp_path):

@@ -47,6 +47,14 @@ def test_parse(params, lora):
         ({"model": "nope"}, "model", "no catalogue model"),
         ({"per_device_train_batch_size": "0"}, "per_device_train_batch_size", "greater than or equal"),
         ({"base_dtype": "int4"}, "base_dtype", "Input should be"),
+        ({"lora_alpha": "9" * 400}, "lora_alpha", "beyond the range of a float"),
+        ({"alpha_pattern": "q_proj=" + "9" * 400}, "alpha_pattern", "beyond the range of a float"),
+        ({"learning_rate": "9" * 400}, "learning_rate", "beyond the range of a float"),
+        ({"model": "custom", "model_config": '{"model_type": ["llama"]}'}, "model_config", "model_type must be a string"),
+        ({"model": "custom", "model_config": '{"model_type": {"a": 1}}'}, "model_config", "model_type must be a string"),
+        ({"model": "custom", "model_config": "[" * 100_000}, "model_config", "nested too deeply"),
+        ({"model": "custom", "model_config": '{"n_embd": ' + "9" * 5000 + "}"}, "model_config", "number too long"),
+        ({"alpha_pattern": '{"q_proj": ' + "[" * 100_000}, "alpha_pattern", "nested too deeply"),
     ],
 )
 def test_errors_land_on_the_field(params, field, words):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import peft
 import pytest
+from peft.tuners import tuners_utils
+from peft.utils import other
 
 from app.calc.matching import is_excluded, layer_index, pattern_key, shielded_by_modules_to_save, target_matches
 
-tuners_utils = pytest.importorskip("peft.tuners.tuners_utils")
-other = pytest.importorskip("peft.utils.other")
-peft = pytest.importorskip("peft")
 
 KEYS = [
     "model.layers.0.self_attn.q_proj",

@@ -5,12 +5,11 @@ from __future__ import annotations
 import dataclasses
 import math
 
+import peft
 import pytest
 from pydantic import ValidationError
 
 from app.calc.spec import LoraSpec
-
-peft = pytest.importorskip("peft")
 
 
 def test_every_field_is_a_loraconfig_field_with_the_same_default():
@@ -39,6 +38,9 @@ def test_a_plain_dict_builds_a_spec():
         ({"lora_alpha": -1}, "lora_alpha", "above 0"),
         ({"lora_alpha": 0}, "lora_alpha", "above 0"),
         ({"lora_alpha": math.inf}, "lora_alpha", "finite"),
+        ({"lora_alpha": 10**400}, "lora_alpha", "beyond the range of a float"),
+        ({"lora_alpha": -(10**400)}, "lora_alpha", "beyond the range of a float"),
+        ({"lora_dropout": 10**400}, "lora_dropout", "beyond the range of a float"),
         ({"lora_dropout": 1.0}, "lora_dropout", "below 1"),
         ({"lora_dropout": math.nan}, "lora_dropout", "probability"),
         ({"lora_dropout": -0.1}, "lora_dropout", "at least 0"),
@@ -50,6 +52,11 @@ def test_a_plain_dict_builds_a_spec():
         ({"rank_pattern": {"q_proj": 0}}, "rank_pattern", "at least 1"),
         ({"rank_pattern": {"q_proj": "4"}}, "rank_pattern", "whole number"),
         ({"alpha_pattern": {"q_proj": -2}}, "alpha_pattern", "above 0"),
+        ({"alpha_pattern": {"q_proj": 10**400}}, "alpha_pattern", "beyond the range of a float"),
+        ({"alpha_pattern": {"q_proj": math.nan}}, "alpha_pattern", "finite number above 0, got nan"),
+        ({"alpha_pattern": {"q_proj": "16"}}, "alpha_pattern", "must be a number"),
+        ({"alpha_pattern": {"(": 16}}, "alpha_pattern", "key '(' is not a valid regular expression"),
+        ({"modules_to_save": ["lm_head("]}, "modules_to_save", "entry 'lm_head(' is not a valid regular expression"),
         ({"lora_bias": True, "use_dora": True}, "lora_bias", "DoRA"),
         ({"lora_bias": True, "init_lora_weights": "pissa"}, "lora_bias", "init_lora_weights"),
         ({"target_modules": "all-linear", "layers_to_transform": [0]}, "layers_to_transform", "string"),

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import pytest
+from peft.utils import constants
 
 from app.calc.errors import CalcInputError
 from app.calc.families import SUPPORTED_MODEL_TYPES, architecture_from_config
 from app.calc.spec import LoraSpec
 from app.calc.targets import DEFAULT_TARGET_MODULES, resolve_targets
 from tests.calc.peft_oracle import catalogue_config, shallow
-
-constants = pytest.importorskip("peft.utils.constants")
 
 
 @pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)

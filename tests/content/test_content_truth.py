@@ -15,7 +15,9 @@ from transformers import BitsAndBytesConfig, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
+from app.calc.spec import LoraSpec
 from app.content.library import load_library
+from app.jobs.schemas import TrainingSpec as JobTrainingSpec
 from app.settings import PROJECT_ROOT
 
 LIBRARY = load_library(PROJECT_ROOT / "content")
@@ -124,16 +126,14 @@ def test_owner_field_exists_in_installed_library():
 
 
 def test_every_exposed_lora_field_has_a_page():
-    spec = pytest.importorskip("app.calc.spec", reason="calculator spec not built yet")
-    for name in spec.LoraSpec.model_fields:
+    for name in LoraSpec.model_fields:
         assert name in LIBRARY.params, f"LoraSpec exposes {name} but content/params/{name}.md is missing"
         assert LIBRARY.params[name].meta.owner == "LoraConfig"
         assert _same(LIBRARY.params[name].meta.default, installed_default("LoraConfig", name))
 
 
 def test_every_job_training_field_has_a_page_with_the_job_default():
-    schemas = pytest.importorskip("app.jobs.schemas", reason="job schemas not built yet")
-    for name, field in schemas.TrainingSpec.model_fields.items():
+    for name, field in JobTrainingSpec.model_fields.items():
         assert name in LIBRARY.params, f"the job form exposes {name} but content/params/{name}.md is missing"
         if LIBRARY.params[name].meta.owner == "Lorapedia job":
             assert _same(LIBRARY.params[name].meta.default, field.default), name

@@ -119,3 +119,27 @@ def test_jobs_and_metrics_survive_a_restart_of_server_and_worker(server_factory,
     assert after[waiting]["status"] == "queued"
     worker_factory(var_dir, FAST_ENV)
     assert wait_for(restarted.url, waiting, lambda job: job["status"] not in ("queued", "running"))["status"] == "succeeded"
+
+
+def embedded_worker_pids(server) -> set[int]:
+    """Pids of the `app.cli worker` children of a `lorapedia serve` process."""
+    import psutil
+
+    return {child.pid for child in psutil.Process(server.process.pid).children()
+            if "worker" in child.cmdline() and child.status() != psutil.STATUS_ZOMBIE}
+
+
+def test_serve_restarts_its_embedded_worker_when_it_dies(server_factory):
+    server = server_factory(worker=True, env=FAST_ENV)
+    deadline = time.monotonic() + 30
+    while not (first := embedded_worker_pids(server)):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    os.kill(next(iter(first)), signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while not (embedded_worker_pids(server) - first):
+        assert time.monotonic() < deadline, server.log()
+        time.sleep(0.1)
+    assert "exited unexpectedly" in server.log()
+    job_id = submit(server.url, {**LEARNING_JOB, "training": {**LEARNING_JOB["training"], "max_steps": 3}})
+    assert wait_for(server.url, job_id, lambda job: job["status"] not in ("queued", "running"), timeout=90)["status"] == "succeeded"

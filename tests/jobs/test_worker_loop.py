@@ -133,3 +133,12 @@ def test_the_heartbeat_keeps_a_long_job_leased(settings, engine, enqueue, start_
     start_worker(ScriptedTrainer(steps=60, step_seconds=0.025))
     wait_for_status(engine, job_id, {JobStatus.succeeded})
     assert queue.reap_expired_leases(engine) == []
+
+
+@pytest.mark.parametrize("config", [{"lora": {"r": 4}}, {"training": {}}, {}])
+def test_a_config_the_worker_cannot_read_fails_its_job_and_the_worker_goes_on(engine, enqueue, start_worker, config):
+    broken, following = enqueue(config=config), enqueue()
+    start_worker(ScriptedTrainer(steps=2))
+    job = wait_for_status(engine, broken, {JobStatus.failed})
+    assert "no lora and training config" in job.error and job.finished_at is not None
+    assert wait_for_status(engine, following, {JobStatus.succeeded}).error is None

@@ -13,7 +13,7 @@ from app.training.data import collate, tokenize_row
 from app.training.loop import train_loop
 from app.training.loss import summed_loss
 from app.training.models import build_tiny_llama
-from app.training.spec import TrainingConfig
+from app.jobs.spec import TrainingConfig
 from tests.training.conftest import VARIED_ROWS
 
 

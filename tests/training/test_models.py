@@ -10,7 +10,7 @@ import torch
 from app.settings import Settings
 from app.training.byte_tokenizer import build_byte_tokenizer
 from app.training.models import load_model
-from app.training.registry import UnknownModelError, available_models, resolve_model
+from app.jobs.registry import UnknownModelError, available_models, resolve_model
 
 
 def test_byte_tokenizer_round_trips_any_text_within_512_ids():

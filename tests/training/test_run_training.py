@@ -13,7 +13,7 @@ from app.content.datasets import load_dataset
 from app.training.data import collate, tokenize_row
 from app.training.models import build_tiny_llama
 from app.training.run import run_training
-from app.training.spec import SpecError
+from app.jobs.spec import SpecError
 from tests.training.conftest import Recorder, tiny_spec
 
 STEP_KEYS = {"step", "train_loss", "learning_rate", "grad_norm", "tokens_per_second", "elapsed_seconds"}
@@ -183,4 +183,20 @@ def test_bad_specs_fail_before_training_with_the_field(settings, tmp_path, recor
     with pytest.raises(SpecError) as error:
         run_training(spec, settings, tmp_path, recorder.on_metric, recorder.should_stop, recorder.on_event)
     assert error.value.field == field
+    assert recorder.metrics == []
+
+
+def test_a_lora_init_whose_package_is_missing_is_a_spec_error(settings, tmp_path, recorder, monkeypatch):
+    """peft raises ImportError (e.g. loftq without scipy or bitsandbytes): the job fails with a reason, as for any bad spec."""
+    import app.training.run as run
+
+    def missing_package(**fields):
+        raise ImportError("The required package 'scipy' is not installed.")
+
+    monkeypatch.setattr(run, "LoraConfig", missing_package)
+    spec = tiny_spec()
+    spec["lora"] = {**spec["lora"], "init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4}}
+    with pytest.raises(SpecError) as error:
+        run_training(spec, settings, tmp_path, recorder.on_metric, recorder.should_stop, recorder.on_event)
+    assert error.value.field == "lora.init_lora_weights" and "scipy" in error.value.reason
     assert recorder.metrics == []

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.settings import Settings
-from app.training.spec import SpecError, TrainingConfig, check_total_steps, parse_training
+from app.jobs.spec import SpecError, TrainingConfig, check_total_steps, parse_training
 
 SETTINGS = Settings(max_steps=100, max_seq_length=512)
 

@@ -2,9 +2,24 @@
 
 from __future__ import annotations
 
+import shutil
+
 import pytest
 
+from app.calc.catalogue import CatalogueError
+from app.main import create_app
+from app.settings import PROJECT_ROOT, Settings
+
 BASE = {"model": "smollm2-135m-instruct", "lora": {"r": 8, "target_modules": ["q_proj", "v_proj"]}}
+GPT2_LIKE = {"model_type": "gpt2", "n_embd": 64, "n_layer": 2, "n_head": 4, "vocab_size": 128, "n_positions": 64}
+HUGE = 10**400  # a valid JSON number no float can hold
+
+
+def assert_422_names_the_field(response, loc, words):
+    assert response.status_code == 422
+    detail = response.json()["detail"][0]
+    assert detail["loc"] == loc
+    assert words in detail["msg"]
 
 
 def test_calc_answers_with_the_documented_fields(client):
@@ -38,14 +53,20 @@ def test_calc_with_a_pasted_config(client):
         ({"model": "gpt-17"}, ["body", "model"], "no catalogue model"),
         ({**BASE, "lora": {"lora_bias": True, "use_dora": True}}, ["body", "lora", "lora_bias"], "DoRA"),
         ({**BASE, "lora": {"rank": 8}}, ["body", "lora", "rank"], "Extra inputs"),
+        ({**BASE, "lora": {"lora_alpha": HUGE}}, ["body", "lora", "lora_alpha"], "beyond the range of a float"),
+        ({**BASE, "lora": {"alpha_pattern": {"q_proj": HUGE}}}, ["body", "lora", "alpha_pattern"], "beyond the range of a float"),
+        ({**BASE, "lora": {"lora_dropout": HUGE}}, ["body", "lora", "lora_dropout"], "beyond the range of a float"),
+        ({**BASE, "training": {"learning_rate": HUGE}}, ["body", "training", "learning_rate"], "beyond the range of a float"),
+        ({"model_config": {"model_type": ["llama"]}}, ["body", "model_config", "model_type"], "must be a string"),
+        ({"model_config": {"model_type": {"llama": 1}}}, ["body", "model_config", "model_type"], "must be a string"),
+        ({"model_config": {**GPT2_LIKE, "n_layer": 10**12}}, ["body", "model_config", "n_layer"], "deeper than any"),
+        ({"model_config": {**GPT2_LIKE, "n_embd": "64"}}, ["body", "model_config", "n_embd"], "must be an integer"),
+        ({"model_config": {**GPT2_LIKE, "n_embd": 0}}, ["body", "model_config", "n_embd"], "at least 1"),
+        ({"model_config": {**GPT2_LIKE, "n_head": True}}, ["body", "model_config", "n_head"], "must be an integer"),
     ],
 )
 def test_bad_input_gets_422_naming_the_field(client, body, loc, words):
-    response = client.post("/api/calc", json=body)
-    assert response.status_code == 422
-    detail = response.json()["detail"][0]
-    assert detail["loc"] == loc
-    assert words in detail["msg"]
+    assert_422_names_the_field(client.post("/api/calc", json=body), loc, words)
 
 
 def test_nan_dropout_is_a_422_not_a_500(client):
@@ -91,7 +112,55 @@ def test_explain_bad_input(client):
     assert response.status_code == 422
 
 
+@pytest.mark.parametrize(
+    ("body", "loc", "words"),
+    [
+        ({"peft_type": "LORA", "base_model_name_or_path": ["gpt2"]}, ["body", "adapter_config", "base_model_name_or_path"],
+         "must be a string"),
+        ({"peft_type": "LORA", "base_model_name_or_path": {"id": "gpt2"}}, ["body", "adapter_config", "base_model_name_or_path"],
+         "must be a string"),
+        ({"peft_type": "LORA", "base_model_name_or_path": 7}, ["body", "adapter_config", "base_model_name_or_path"], "got 7"),
+    ],
+)
+def test_explain_bad_field_gets_422_naming_it(client, body, loc, words):
+    assert_422_names_the_field(client.post("/api/explain", json=body), loc, words)
+
+
+@pytest.mark.parametrize(
+    ("body", "words"),
+    [
+        ({"peft_type": "LORA", "lora_alpha": HUGE, "base_model_name_or_path": "gpt2"}, "beyond the range of a float"),
+        ({"adapter_config": {"r": 8}, "model_config": {"model_type": ["llama"]}}, "model_type must be a string"),
+        ({"adapter_config": {"r": 8}, "model_config": {"model_type": {"a": 1}}}, "model_type must be a string"),
+    ],
+)
+def test_explain_reports_bad_values_as_problems(client, body, words):
+    response = client.post("/api/explain", json=body)
+    assert response.status_code == 200
+    assert any(words in problem for problem in response.json()["problems"])
+
+
 def test_openapi_documents_the_api(client):
     paths = client.get("/openapi.json").json()["paths"]
     assert {"/api/calc", "/api/models", "/api/models/{model_id}", "/api/explain"} <= set(paths)
     assert "422" in paths["/api/calc"]["post"]["responses"]
+
+
+def test_the_catalogue_is_loaded_at_start_up(app):
+    assert "gpt2" in app.state.catalogue.ids
+
+
+@pytest.mark.parametrize(
+    ("file", "text", "words"),
+    [
+        ("gpt2.json", '{"model_type": "gpt2",', "gpt2.json: is not valid JSON"),
+        ("gpt2.json", '{"model_type": ["gpt2"]}', "gpt2.json: the calculator cannot use it"),
+        ("catalogue.yaml", "- id: gpt2\n  name: [unclosed\n", "catalogue.yaml: is not valid YAML"),
+    ],
+)
+def test_a_bad_catalogue_file_stops_start_up(tmp_path, file, text, words):
+    content = tmp_path / "content"
+    shutil.copytree(PROJECT_ROOT / "content", content)
+    (content / "models" / file).write_text(text)
+    with pytest.raises(CatalogueError, match=words):
+        create_app(Settings(content_dir=content, var_dir=tmp_path / "var"))

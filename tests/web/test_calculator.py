@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from urllib.parse import quote
 
 import pytest
 
@@ -38,7 +39,14 @@ def test_htmx_gets_only_the_results_block(client):
 @pytest.mark.parametrize(
     ("query", "field", "words"),
     [("r=0", "r", "at least 1"), ("r=1.5", "r", "whole number"), ("lora_dropout=1", "lora_dropout", "below 1"),
-     ("target_modules=nope", "target_modules", "match no module"), ("model=custom&model_config=%7B", "model_config", "not valid JSON")],
+     ("target_modules=nope", "target_modules", "match no module"), ("model=custom&model_config=%7B", "model_config", "not valid JSON"),
+     ("lora_alpha=" + "9" * 400, "lora_alpha", "beyond the range of a float"),
+     ("alpha_pattern=q_proj%3D" + "9" * 400, "alpha_pattern", "beyond the range of a float"),
+     ("learning_rate=" + "9" * 400, "learning_rate", "beyond the range of a float"),
+     ("model=custom&model_config=" + quote('{"model_type": ["llama"]}'), "model_config", "model_type must be a string"),
+     ("model=custom&model_config=" + quote('{"model_type": {"a": 1}}'), "model_config", "model_type must be a string"),
+     ("model=custom&model_config=" + "%5B" * 5000, "model_config", "nested too deeply"),
+     ("model=custom&model_config=" + quote('{"model_type": "gpt2", "n_embd": 64, "n_layer": ' + "9" * 13 + "}"), "model_config", "deeper than any")],
 )
 def test_bad_fields_answer_422_inline(client, query, field, words):
     response = client.get(f"/calculator?{query}")

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+
+import pytest
 
 ADAPTER = {"peft_type": "LORA", "r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"],
            "base_model_name_or_path": "HuggingFaceTB/SmolLM2-135M-Instruct", "lora_dropout": 0.05}
@@ -27,10 +30,45 @@ def test_uploaded_file_is_explained(client):
     assert 'id="explain-trainable"' in response.text
 
 
-def test_invalid_json_is_a_422_inline(client):
-    response = client.post("/explain", data={"adapter_config": "{nope"})
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        ({"adapter_config": "{nope"}, "adapter_config", "not valid JSON"),
+        ({"adapter_config": "[" * 5000}, "adapter_config", "nested too deeply"),
+        ({"adapter_config": '{"r": ' + "9" * 5000 + "}"}, "adapter_config", "number too long"),
+        ({"adapter_config": json.dumps({**ADAPTER, "base_model_name_or_path": ["gpt2"]})}, "adapter_config", "must be a string"),
+        ({"adapter_config": json.dumps(ADAPTER), "model_config": "[" * 5000}, "model_config", "nested too deeply"),
+    ],
+)
+def test_invalid_input_is_a_422_inline(client, data, field, words):
+    response = client.post("/explain", data=data)
     assert response.status_code == 422
-    assert "not valid JSON" in response.text
+    assert re.search(rf'<span id="err-{field}" class="field-error"[^>]*>[^<]*{re.escape(words)}', response.text)
+
+
+@pytest.mark.parametrize(
+    ("data", "words"),
+    [
+        ({"adapter_config": json.dumps(ADAPTER).replace('"lora_alpha": 16', '"lora_alpha": ' + "9" * 400)},
+         "beyond the range of a float"),
+        ({"adapter_config": json.dumps(ADAPTER), "model_config": '{"model_type": ["llama"]}'}, "model_type must be a string"),
+    ],
+)
+def test_bad_values_are_listed_as_problems(client, data, words):
+    response = client.post("/explain", data=data)
+    assert response.status_code == 200
+    assert words in response.text
+
+
+def test_display_helpers_are_jinja_filters(client):
+    from app.web.routers import calculator, explain
+    from app.web.templating import templates
+
+    assert templates.env.filters["human_bytes"](1536) == "1.50 KiB"
+    assert templates.env.filters["short_count"](1_234_567) == "1.23M"
+    assert not hasattr(explain, "human_bytes") and not hasattr(calculator, "human_bytes")
+    html = client.post("/explain", data={"adapter_config": json.dumps(ADAPTER)}).text
+    assert re.search(r'Adapter file</span><strong>[\d.,]+ (KiB|MiB)</strong>', html)
 
 
 def test_htmx_gets_the_explanation_block(client):

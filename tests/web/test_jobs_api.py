@@ -68,6 +68,16 @@ def test_a_job_is_queued_with_201_its_location_and_its_prediction_slots(client):
         ({"lora": {"lora_dropout": 1.0}}, ["body", "lora", "lora_dropout"], "probability"),
         ({"dataset": None, "dataset_jsonl": '{"prompt": "hi", "response": "ho"}\n{"prompt": "no answer"}\n'}, ["body", "dataset_jsonl"], "line 2"),
         ({"dataset_jsonl": '{"prompt": "hi", "response": "ho"}'}, ["body"], "exactly one"),
+        # configs the worker cannot run are refused up front, on the field at fault
+        ({"lora": {"target_modules": ["nope"]}}, ["body", "lora", "target_modules"], "match no module"),
+        ({"lora": {"task_type": "SEQ_CLS"}}, ["body", "lora", "task_type"], "CAUSAL_LM"),
+        ({"lora": {"init_lora_weights": "loftq", "loftq_config": {"loftq_bits": 4}}}, ["body", "lora", "init_lora_weights"], "CUDA"),
+        ({"lora": {"init_lora_weights": "eva"}}, ["body", "lora", "init_lora_weights"], "data-driven set-up"),
+        ({"lora": {"init_lora_weights": "corda"}}, ["body", "lora", "init_lora_weights"], "data-driven set-up"),
+        ({"lora": {"init_lora_weights": "lora_ga"}}, ["body", "lora", "init_lora_weights"], "data-driven set-up"),
+        ({"lora": {"target_parameters": ["mlp.gate_proj.weight"]}}, ["body", "lora", "target_parameters"], "use target_modules"),
+        ({"training": {"lr_scheduler_type": "cosine_with_min_lr"}}, ["body", "training", "lr_scheduler_type"], "lr_scheduler_kwargs"),
+        ({"training": {"lr_scheduler_type": "warmup_stable_decay"}}, ["body", "training", "lr_scheduler_type"], "num_decay_steps"),
     ],
 )
 def test_bad_input_gets_422_naming_the_field_and_the_reason(client, change, loc, reason):
@@ -76,6 +86,135 @@ def test_bad_input_gets_422_naming_the_field_and_the_reason(client, change, loc,
     detail = response.json()["detail"]
     assert any(error["loc"] == loc and reason in error["msg"] for error in detail), detail
     assert client.get("/api/jobs").json() == []
+
+
+@pytest.mark.parametrize("lora", [{"init_lora_weights": init} for init in (False, "gaussian", "pissa", "pissa_niter_2", "olora", "orthogonal")]
+                         + [{"task_type": "CAUSAL_LM"}, {"target_modules": "all-linear"}])
+def test_configs_the_trainer_runs_are_queued(client, lora):
+    response = client.post("/api/jobs", json={**SMALL_JOB, "lora": {"r": 4, **lora}})
+    assert response.status_code == 201, response.text
+
+
+@pytest.mark.parametrize("scheduler", ["linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup", "inverse_sqrt"])
+def test_schedulers_that_need_no_kwargs_are_queued(client, scheduler):
+    response = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "lr_scheduler_type": scheduler}})
+    assert response.status_code == 201, response.text
+
+
+def test_the_prediction_says_what_it_assumed(client):
+    job = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "adagrad"}}).json()
+    assert job["predicted_trainable_params"] > 0
+    assert job["config"]["prediction"] == {"base_dtype": "fp32", "optimizer": "adamw_torch", "job_optimizer": "adagrad"}
+    job = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "sgd"}}).json()
+    assert job["config"]["prediction"]["optimizer"] == "sgd"
+
+
+def test_the_prediction_reads_the_catalogue_of_the_instance_content_dir(tmp_path, settings, client):
+    import shutil
+
+    import yaml
+
+    content = tmp_path / "content"
+    shutil.copytree(settings.content_dir, content)
+    models = content / "models"
+    entries = [entry for entry in yaml.safe_load((models / "catalogue.yaml").read_text()) if entry["id"] == "gpt2"]
+    (models / "catalogue.yaml").write_text(yaml.safe_dump(entries))
+    for config in models.glob("*.json"):
+        if config.stem != "gpt2":
+            config.unlink()
+    settings.content_dir = content  # this instance's calculator knows gpt2 only: a tiny-llama job is queued unpredicted
+    job = client.post("/api/jobs", json=SMALL_JOB).json()
+    assert job["predicted_trainable_params"] is None and "prediction" not in job["config"]
+    html = client.get(f"/jobs/{job['id']}").text
+    assert "not in the calculator" in html
+
+
+def test_concurrent_submissions_never_over_admit(app, client, settings, monkeypatch):
+    """Counting the queue and inserting are one locked transaction: racing requests cannot pass the limit together."""
+    import threading
+    import time
+
+    from app.jobs import service
+    from app.jobs.schemas import JobCreate
+
+    settings.max_queued_jobs = 3
+    counted = queue.count_queued
+
+    def slow_count(session):
+        value = counted(session)
+        time.sleep(0.2)  # every racer would read the same count here without the lock
+        return value
+
+    monkeypatch.setattr(service.queue, "count_queued", slow_count)
+    outcomes: list[str] = []
+
+    def submit():
+        with Session(app.state.engine) as session:
+            try:
+                service.create_job(session, settings, JobCreate.model_validate(SMALL_JOB))
+                outcomes.append("queued")
+            except service.JobRejected:
+                outcomes.append("refused")
+
+    threads = [threading.Thread(target=submit) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert sorted(outcomes) == ["queued"] * 3 + ["refused"] * 3
+    with Session(app.state.engine) as session:
+        assert queue.count_queued(session) == 3
+
+
+def test_polls_never_read_the_pasted_rows(app, client):
+    """The list, a job and its event stream leave Job.dataset_rows (up to 2 MB) in the database."""
+    from sqlalchemy import event
+
+    rows = "".join('{"prompt": "p%d", "response": "r"}\n' % n for n in range(4))
+    job_id = client.post("/api/jobs", json={**SMALL_JOB, "dataset": None, "dataset_jsonl": rows}).json()["id"]
+    queue.claim_next_job(app.state.engine, "w", 30)
+    queue.finish_job(app.state.engine, job_id, "w", JobStatus.succeeded, {})
+    statements: list[str] = []
+
+    def record(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    event.listen(app.state.engine, "before_cursor_execute", record)
+    try:
+        assert client.get("/api/jobs").status_code == 200
+        assert client.get(f"/api/jobs/{job_id}").status_code == 200
+        assert client.get("/jobs", headers={"HX-Request": "true"}).status_code == 200
+        assert read_stream(client, f"/api/jobs/{job_id}/events")[-1].event == "done"
+        assert read_stream(client, f"/jobs/{job_id}/events")[-1].event == "done"
+    finally:
+        event.remove(app.state.engine, "before_cursor_execute", record)
+    assert any("FROM job" in statement for statement in statements)
+    assert not [statement for statement in statements if "dataset_rows" in statement]
+
+
+HUGE = "99999999999999999999999"
+
+
+def test_ids_and_steps_out_of_range_are_refused_not_500(app, client):
+    for path in (f"/api/jobs/{HUGE}", f"/api/jobs/{HUGE}/metrics", f"/api/jobs/{HUGE}/events", f"/api/jobs/{HUGE}/adapter",
+                 f"/api/jobs/{2**63}", "/api/jobs/0", "/api/jobs/-5"):
+        assert client.get(path).status_code == 404, path
+    assert client.post(f"/api/jobs/{HUGE}/cancel").status_code == 404
+    job_id = finished_job_with_metrics(app, client, steps=3)
+    for after in (HUGE, str(2**63)):
+        response = client.get(f"/api/jobs/{job_id}/metrics?after={after}")
+        assert response.status_code == 422, response.text
+        assert response.json()["detail"][0]["loc"] == ["query", "after"]
+        assert client.get(f"/api/jobs/{job_id}/events?after={after}").status_code == 422
+    assert client.get(f"/api/jobs/{job_id}/metrics?after={2**63 - 1}").json() == []
+
+
+@pytest.mark.parametrize("last_event_id", [HUGE, str(2**63), "1e3", "-3", "step 2"])
+def test_a_last_event_id_that_is_no_step_is_ignored(app, client, last_event_id):
+    job_id = finished_job_with_metrics(app, client, steps=3)
+    events = read_stream(client, f"/api/jobs/{job_id}/events?after=1", headers={"Last-Event-ID": last_event_id})
+    assert [event.id for event in events if event.event == "metric"] == ["2", "3"]
+    assert events[-1].event == "done"
 
 
 def test_a_full_queue_refuses_more_jobs_before_queueing(settings, client):

@@ -34,3 +34,26 @@ def test_a_job_launched_from_the_form_draws_its_curve_and_moves_its_progress_bar
     page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'succeeded'", timeout=120_000)
     assert page.evaluate(chart_points) == 60
     assert page.locator("a[href$='/adapter']").count() == 1
+
+
+def test_the_job_list_keeps_itself_through_its_polls(page, server_factory):
+    server = server_factory()
+    import httpx
+
+    job_id = httpx.post(f"{server.url}/api/jobs", json={"model": "tiny-llama", "dataset": "addition", "training": {"max_steps": 3}}).json()["id"]
+    page.goto(f"{server.url}/jobs")
+    page.evaluate("() => { window.listSwaps = 0; document.body.addEventListener('htmx:afterSettle', () => window.listSwaps++); }")
+    page.wait_for_function("window.listSwaps >= 1", timeout=15_000)  # the list polls every 5 s
+    assert page.locator("#job-list").count() == 1
+    assert page.locator(f"#job-list a[href='/jobs/{job_id}']").count() == 1
+    assert page.get_attribute("#job-list", "hx-get") == "/jobs"
+
+
+def test_a_try_it_link_opens_the_job_form_on_its_field(page, live_server):
+    page.set_viewport_size({"width": 1280, "height": 600})
+    page.goto(f"{live_server}/jobs/new?focus=adam_epsilon")
+    field = page.locator("#field-adam_epsilon")
+    assert "focused" in field.get_attribute("class")
+    page.wait_for_function("document.activeElement && document.activeElement.id === 'f-adam_epsilon'")
+    box, viewport = field.bounding_box(), page.viewport_size
+    assert 0 <= box["y"] and box["y"] + box["height"] <= viewport["height"], box

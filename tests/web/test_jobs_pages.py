@@ -104,3 +104,71 @@ def test_preview_of_a_catalogue_dataset_and_of_a_bad_line(client):
     assert bad.status_code == 422
     assert "line 2" in bad.text and "Data preview" not in bad.text
     assert client.get("/api/jobs").json() == []
+
+
+def test_the_list_poll_answers_with_the_element_it_swaps(app, client):
+    """htmx swaps #job-list (outerHTML) with the poll's answer, so the answer must be that element, not its contents."""
+    job_id = finished_job_with_metrics(app, client, steps=2)
+    full = client.get("/jobs").text
+    polled = client.get("/jobs", headers=HTMX).text
+    assert "<html" not in polled
+    assert polled.lstrip().startswith('<div id="job-list"'), polled[:200]
+    for html in (full, polled):
+        assert html.count('id="job-list"') == 1
+        element = re.search(r'<div id="job-list"[^>]*>', html).group(0)
+        assert 'hx-get="/jobs"' in element and 'hx-swap="outerHTML"' in element and "hx-select" not in element
+    assert f'href="/jobs/{job_id}"' in polled
+    empty = client.get("/jobs", headers=HTMX).text  # still polls itself after any number of rounds
+    assert empty.lstrip().startswith('<div id="job-list"')
+
+
+def test_a_try_it_link_focuses_its_field_on_the_job_form(client):
+    html = client.get("/jobs/new?focus=warmup_steps").text
+    field = re.search(r'<div class="form-field([^"]*)" id="field-warmup_steps">(.*?)</div>', html, re.S)
+    assert field and "focused" in field.group(1)
+    assert re.search(r'<input type="number" id="f-warmup_steps"[^>]*autofocus', field.group(2))
+    assert html.count(" focused") == 1 and html.count("autofocus") == 1
+    assert '<script src="/static/js/jobs.js"' in html  # scrolls the focused field into view
+    for name, tag in (("packing", "input"), ("lr_scheduler_type", "select"), ("model", "select"), ("dataset_jsonl", "textarea")):
+        html = client.get(f"/jobs/new?focus={name}").text
+        assert re.search(rf'<{tag}[^>]*id="f-{name}"[^>]*autofocus', html), name
+    for slug in ("no_such_field", "", "<script>"):
+        html = client.get("/jobs/new", params={"focus": slug}).text
+        assert " focused" not in html and "autofocus" not in html, slug
+
+
+def test_parameter_pages_try_it_links_land_on_a_focused_job_field(app, client):
+    from app.content.links import try_it_url
+
+    links = [try_it_url(page.slug, page.meta.kind) for page in app.state.library.params.values()]
+    job_links = [link for link in links if link.startswith("/jobs/new")]
+    assert job_links
+    for link in job_links:
+        assert "autofocus" in client.get(link).text, link
+
+
+def test_a_config_the_calculator_cannot_compute_comes_back_inline(client):
+    form = {"model": "tiny-llama", "dataset": "addition", "r": "4", "max_steps": "3", "target_modules": "nope"}
+    response = client.post("/jobs/new", data=form, headers=HTMX)
+    assert response.status_code == 422
+    error = re.search(r'id="f-target_modules".*?<span class="field-error" role="alert">(.*?)</span>', response.text, re.S)
+    assert error and "match no module" in error.group(1)
+    assert client.get("/api/jobs").json() == []
+
+
+def test_out_of_range_job_pages_are_404_not_500(client):
+    for path in ("/jobs/99999999999999999999", f"/jobs/{2**63}", "/jobs/0", "/jobs/99999999999999999999/events"):
+        response = client.get(path)
+        assert response.status_code == 404, path
+    assert client.post("/jobs/99999999999999999999/cancel").status_code == 404
+
+
+def test_the_job_page_says_what_the_prediction_assumed(app, client):
+    job_id = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "rmsprop"}}).json()["id"]
+    html = client.get(f"/jobs/{job_id}").text
+    note = re.search(r'<p class="muted" id="prediction-assumptions">(.*?)</p>', html, re.S).group(1)
+    assert "fp32" in note and "adamw_torch" in note and "rmsprop" in note and "does not model" in note
+    queue.claim_next_job(app.state.engine, "w", 30)
+    queue.record_start(app.state.engine, job_id, "w", {"device": "cuda (H200) bfloat16"})
+    html = client.get(f"/jobs/{job_id}").text
+    assert "trained in cuda (H200) bfloat16, not fp32" in html

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from app.calc.exports.context import SAFE_DUMPER, ExportContext
+from app.calc.exports.context import SAFE_DUMPER, ExportContext, trainer_settings, unhandled_note
 from app.calc.matching import is_all_linear
 
 HANDLED = {"r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save", "fan_in_fan_out", "use_dora",
@@ -47,18 +47,6 @@ def axolotl_yaml(context: ExportContext) -> str:
         data["peft"] = {"loftq_config": {"loftq_bits": lora.loftq_config.get("loftq_bits", 4)}}
     elif lora.init_lora_weights is not True:
         data["peft_init_lora_weights"] = lora.init_lora_weights
-    data.update(
-        sequence_len=training.max_seq_length,
-        micro_batch_size=training.per_device_train_batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        gradient_checkpointing=training.gradient_checkpointing,
-        optimizer=training.optimizer,
-        learning_rate=training.learning_rate if training.learning_rate is not None else 2e-4,
-        bf16=training.base_dtype != "fp32" and training.base_dtype != "fp16",
-        fp16=training.base_dtype == "fp16",
-    )
-    unsupported = {key: value for key, value in lora.to_peft_kwargs().items() if key not in HANDLED}
-    header = "# LoRA configuration exported from Lorapedia for Axolotl.\n"
-    if unsupported:
-        header += "# No Axolotl key for: " + ", ".join(f"{key}={value!r}" for key, value in unsupported.items()) + "\n"
+    data.update(trainer_settings(training, sequence="sequence_len", batch="micro_batch_size", optimizer="optimizer"))
+    header = "# LoRA configuration exported from Lorapedia for Axolotl.\n" + unhandled_note(lora, HANDLED, "Axolotl")
     return header + yaml.dump(data, Dumper=SAFE_DUMPER, sort_keys=False, default_flow_style=False)

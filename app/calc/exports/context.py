@@ -59,5 +59,31 @@ def lora_arguments(lora: LoraSpec) -> dict[str, Any]:
     return ordered
 
 
+DEFAULT_LEARNING_RATE = 2e-4  # written when the configuration gives no learning_rate
+
+
+def trainer_settings(training: TrainingSpec, *, sequence: str, batch: str, optimizer: str) -> dict[str, Any]:
+    """Sequence length, batch, accumulation, checkpointing, optimizer, learning rate and precision flags,
+    under the tool's names for the first two and the optimizer; the others have the same name everywhere."""
+    return {
+        sequence: training.max_seq_length,
+        batch: training.per_device_train_batch_size,
+        "gradient_accumulation_steps": training.gradient_accumulation_steps,
+        "gradient_checkpointing": training.gradient_checkpointing,
+        optimizer: training.optimizer,
+        "learning_rate": training.learning_rate if training.learning_rate is not None else DEFAULT_LEARNING_RATE,
+        "bf16": training.base_dtype not in ("fp32", "fp16"),
+        "fp16": training.base_dtype == "fp16",
+    }
+
+
+def unhandled_note(lora: LoraSpec, handled: set[str], tool: str) -> str:
+    """A YAML comment line listing the non-default LoraConfig fields the tool has no key for ("" when none)."""
+    unsupported = {key: value for key, value in lora.to_peft_kwargs().items() if key not in handled}
+    if not unsupported:
+        return ""
+    return f"# No {tool} key for: " + ", ".join(f"{key}={value!r}" for key, value in unsupported.items()) + "\n"
+
+
 # libyaml's safe dumper when PyYAML was built with it (five times faster on the live page), else pure Python.
 SAFE_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -6,7 +6,7 @@ from typing import Any
 
 import yaml
 
-from app.calc.exports.context import SAFE_DUMPER, ExportContext
+from app.calc.exports.context import SAFE_DUMPER, ExportContext, trainer_settings, unhandled_note
 from app.calc.matching import is_all_linear
 
 HANDLED = {"r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save", "use_dora", "use_rslora", "init_lora_weights"}
@@ -43,23 +43,11 @@ def llama_factory_yaml(context: ExportContext) -> str:
         if training.base_dtype != "int8":
             data["quantization_type"] = training.base_dtype
             data["double_quantization"] = training.bnb_4bit_use_double_quant
-    data.update(
-        dataset="your_dataset",
-        template="default",
-        cutoff_len=training.max_seq_length,
-        per_device_train_batch_size=training.per_device_train_batch_size,
-        gradient_accumulation_steps=training.gradient_accumulation_steps,
-        gradient_checkpointing=training.gradient_checkpointing,
-        optim=training.optimizer,
-        learning_rate=training.learning_rate if training.learning_rate is not None else 2e-4,
-        bf16=training.base_dtype not in ("fp32", "fp16"),
-        fp16=training.base_dtype == "fp16",
-        output_dir="saves/lora",
-    )
-    unsupported = {key: value for key, value in lora.to_peft_kwargs().items() if key not in HANDLED}
+    data.update(dataset="your_dataset", template="default")
+    data.update(trainer_settings(training, sequence="cutoff_len", batch="per_device_train_batch_size", optimizer="optim"))
+    data["output_dir"] = "saves/lora"
     header = "# LoRA configuration exported from Lorapedia for LLaMA-Factory (llamafactory-cli train <file>).\n"
     if not context.plain_targets and target != "all":
         header += f"# lora_target lists the modules {lora.target_modules!r} reaches in this model.\n"
-    if unsupported:
-        header += "# No LLaMA-Factory key for: " + ", ".join(f"{key}={value!r}" for key, value in unsupported.items()) + "\n"
+    header += unhandled_note(lora, HANDLED, "LLaMA-Factory")
     return header + yaml.dump(data, Dumper=SAFE_DUMPER, sort_keys=False, default_flow_style=False)

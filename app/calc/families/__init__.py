@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from app.calc.architecture import Architecture
-from app.calc.errors import CalcInputError
+from app.calc.errors import CalcInputError, check_nesting, describe
 from app.calc.families.gpt2 import build_gpt2
 from app.calc.families.llama_like import VARIANTS, build_llama_like
 from app.calc.families.mixtral import build_mixtral
@@ -30,12 +30,18 @@ def architecture_from_config(config: dict[str, Any]) -> Architecture:
     model_type = config.get("model_type")
     if model_type is None:
         raise CalcInputError(("model_config", "model_type"), "config.json has no model_type", "missing")
+    if not isinstance(model_type, str):
+        raise CalcInputError(
+            ("model_config", "model_type"), f"model_type must be a string such as \"llama\", got {describe(model_type)}",
+            "string_type",
+        )
     if model_type not in BUILDERS:
         raise CalcInputError(
             ("model_config", "model_type"),
-            f"model_type {model_type!r} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
+            f"model_type {describe(model_type)} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
             "unsupported_model_type",
         )
+    check_nesting(config, ("model_config",), "model_config")
     return _cached_architecture(json.dumps(config, sort_keys=True, default=str))
 
 

@@ -2,26 +2,34 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
-from app.calc.errors import CalcInputError
+from app.calc.errors import CalcInputError, describe
 
 LOC = "model_config"
+MAX_SIZE = 10_000_000  # widths, vocabularies, heads: above every published model by far
+SIZE_REASON = "larger than any real model's"
+# The module tree is built layer by layer, so the layer count bounds the work a request can ask for.
+MAX_LAYERS = 1_024
+LAYERS_REASON = "deeper than any published model (they have at most a few hundred layers)"
 
 
-def require_int(config: dict[str, Any], key: str, *, minimum: int = 1) -> int:
-    """A required positive integer field."""
+def require_int(config: dict[str, Any], key: str, *, minimum: int = 1, maximum: int = MAX_SIZE,
+                reason: str = SIZE_REASON) -> int:
+    """A required positive integer field, at most `maximum` (`reason` says why)."""
     if key not in config or config[key] is None:
         raise CalcInputError((LOC, key), f"{key} is required for model_type {config.get('model_type')!r}", "missing")
-    return _checked_int(config, key, config[key], minimum)
+    return _checked_int(key, config[key], minimum, maximum, reason)
 
 
-def optional_int(config: dict[str, Any], key: str, default: int, *, minimum: int = 1) -> int:
+def optional_int(config: dict[str, Any], key: str, default: int, *, minimum: int = 1, maximum: int = MAX_SIZE,
+                 reason: str = SIZE_REASON) -> int:
     """An optional positive integer field; a missing or null value takes transformers' default."""
     value = config.get(key)
     if value is None:
         return default
-    return _checked_int(config, key, value, minimum)
+    return _checked_int(key, value, minimum, maximum, reason)
 
 
 def optional_bool(config: dict[str, Any], key: str, default: bool) -> bool:
@@ -30,15 +38,59 @@ def optional_bool(config: dict[str, Any], key: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise CalcInputError((LOC, key), f"{key} must be true or false, got {value!r}", "bool_type")
+        raise CalcInputError((LOC, key), f"{key} must be true or false, got {describe(value)}", "bool_type")
     return value
 
 
-def _checked_int(config: dict[str, Any], key: str, value: Any, minimum: int) -> int:
+def optional_str(config: dict[str, Any], key: str) -> str | None:
+    """An optional string field (an activation name...); None when missing or null."""
+    value = config.get(key)
+    if value is not None and not isinstance(value, str):
+        raise CalcInputError((LOC, key), f"{key} must be a string, got {describe(value)}", "string_type")
+    return value
+
+
+def _checked_int(key: str, value: Any, minimum: int, maximum: int, reason: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CalcInputError((LOC, key), f"{key} must be an integer, got {value!r}", "int_type")
+        raise CalcInputError((LOC, key), f"{key} must be an integer, got {describe(value)}", "int_type")
     if value < minimum:
-        raise CalcInputError((LOC, key), f"{key} must be at least {minimum}, got {value}", "greater_than_equal")
-    if value > 10_000_000:
-        raise CalcInputError((LOC, key), f"{key} of {value} is larger than any real model's", "less_than_equal")
+        raise CalcInputError((LOC, key), f"{key} must be at least {minimum}, got {describe(value)}", "greater_than_equal")
+    if value > maximum:
+        raise CalcInputError(
+            (LOC, key), f"{key} of {describe(value)} is {reason}; the most accepted is {maximum:,}", "less_than_equal"
+        )
     return value
+
+
+@dataclass(frozen=True)
+class DecoderSizes:
+    """The sizes every decoder family reports on its Architecture."""
+
+    hidden: int
+    intermediate: int
+    layers: int
+    heads: int
+    kv_heads: int
+    head_dim: int
+    vocab: int
+    tie: bool
+
+
+def decoder_sizes(config: dict[str, Any], *, head_dim_default: int | None = None, tie_default: bool = False) -> DecoderSizes:
+    """Sizes under transformers' usual names (hidden_size, num_hidden_layers...), with its defaults."""
+    hidden = require_int(config, "hidden_size")
+    intermediate = require_int(config, "intermediate_size")
+    layers = require_int(config, "num_hidden_layers", maximum=MAX_LAYERS, reason=LAYERS_REASON)
+    heads = require_int(config, "num_attention_heads")
+    vocab = require_int(config, "vocab_size")
+    kv_heads = optional_int(config, "num_key_value_heads", heads)
+    if head_dim_default is None and config.get("head_dim") is None and heads > hidden:
+        raise CalcInputError(
+            (LOC, "num_attention_heads"),
+            f"num_attention_heads ({heads}) is more than hidden_size ({hidden}): without a head_dim each head would "
+            "get hidden_size // num_attention_heads = 0 dimensions",
+            "less_than_equal",
+        )
+    head_dim = optional_int(config, "head_dim", head_dim_default or hidden // heads)
+    tie = optional_bool(config, "tie_word_embeddings", tie_default)
+    return DecoderSizes(hidden, intermediate, layers, heads, kv_heads, head_dim, vocab, tie)

@@ -5,20 +5,35 @@ from __future__ import annotations
 from typing import Any
 
 from app.calc.architecture import Architecture
-from app.calc.families.config_fields import optional_bool, optional_int, require_int
+from app.calc.errors import CalcInputError
+from app.calc.families.config_fields import (
+    LAYERS_REASON,
+    LOC,
+    MAX_LAYERS,
+    DecoderSizes,
+    optional_bool,
+    optional_int,
+    optional_str,
+    require_int,
+)
 from app.calc.families.tree import TreeBuilder, activation_class
 
 
 def build_gpt2(config: dict[str, Any]) -> Architecture:
     """The module tree of GPT2LMHeadModel."""
     hidden = require_int(config, "n_embd")
-    layers = require_int(config, "n_layer")
+    layers = require_int(config, "n_layer", maximum=MAX_LAYERS, reason=LAYERS_REASON)
     heads = require_int(config, "n_head")
+    if hidden % heads:
+        raise CalcInputError(
+            (LOC, "n_head"), f"n_embd ({hidden}) must be divisible by n_head ({heads}), as GPT-2's attention requires",
+            "multiple_of",
+        )
     vocab = require_int(config, "vocab_size")
     positions = require_int(config, "n_positions")
     inner = optional_int(config, "n_inner", 4 * hidden)
     tie = optional_bool(config, "tie_word_embeddings", True)
-    act = activation_class(config.get("activation_function", "gelu_new"))
+    act = activation_class(optional_str(config, "activation_function") or "gelu_new")
 
     tree = TreeBuilder()
     tree.add("transformer", "GPT2Model")
@@ -44,20 +59,12 @@ def build_gpt2(config: dict[str, Any]) -> Architecture:
     tree.norm("transformer.ln_f", "LayerNorm", hidden, bias=True)
     tree.linear("lm_head", hidden, vocab, bias=False, tied_to="transformer.wte.weight" if tie else None)
 
-    return Architecture(
-        model_type="gpt2",
-        family="gpt2 (Conv1D)",
-        modules=tree.build(),
-        output_layer="lm_head",
+    sizes = DecoderSizes(hidden, inner, layers, heads, heads, hidden // heads, vocab, tie)
+    return tree.architecture(
+        "gpt2",
+        "gpt2 (Conv1D)",
+        sizes,
         input_embedding="transformer.wte",
-        num_layers=layers,
-        hidden_size=hidden,
-        intermediate_size=inner,
-        num_attention_heads=heads,
-        num_key_value_heads=heads,
-        head_dim=hidden // heads,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
         gated_mlp=False,
         notes=(
             "GPT-2 uses transformers' Conv1D, which stores weights as (in, out); peft forces fan_in_fan_out=True "

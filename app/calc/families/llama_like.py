@@ -6,7 +6,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from app.calc.architecture import Architecture
-from app.calc.families.config_fields import optional_bool, optional_int, require_int
+from app.calc.families.config_fields import decoder_sizes, optional_bool, optional_str
 from app.calc.families.tree import TreeBuilder, activation_class
 
 
@@ -48,26 +48,21 @@ def build_llama_like(config: dict[str, Any]) -> Architecture:
     model_type = config["model_type"]
     variant = VARIANTS[model_type]
     p = variant.prefix
-    hidden = require_int(config, "hidden_size")
-    intermediate = require_int(config, "intermediate_size")
-    layers = require_int(config, "num_hidden_layers")
-    heads = require_int(config, "num_attention_heads")
-    vocab = require_int(config, "vocab_size")
-    kv_heads = optional_int(config, "num_key_value_heads", heads)
-    head_dim = optional_int(config, "head_dim", variant.head_dim_default or hidden // heads)
-    tie = optional_bool(config, "tie_word_embeddings", variant.tie_default)
+    sizes = decoder_sizes(config, head_dim_default=variant.head_dim_default, tie_default=variant.tie_default)
+    hidden, intermediate, head_dim = sizes.hidden, sizes.intermediate, sizes.head_dim
+    heads, kv_heads = sizes.heads, sizes.kv_heads
     attention_bias = optional_bool(config, "attention_bias", False)
     mlp_bias = optional_bool(config, "mlp_bias", False) if variant.mlp_bias_from_config else False
     qkv_bias = _bias(variant.qkv_bias, attention_bias)
     o_bias = _bias(variant.o_bias, attention_bias)
-    act = activation_class(config.get(variant.activation_key) or config.get("hidden_act", "silu"))
+    act = activation_class(optional_str(config, variant.activation_key) or optional_str(config, "hidden_act") or "silu")
 
     tree = TreeBuilder()
     tree.add("model", f"{p}Model")
     embed_cls = f"{p}TextScaledWordEmbedding" if variant.scaled_embedding else "Embedding"
-    tree.embedding("model.embed_tokens", vocab, hidden, embed_cls)
+    tree.embedding("model.embed_tokens", sizes.vocab, hidden, embed_cls)
     tree.add("model.layers", "ModuleList")
-    for index in range(layers):
+    for index in range(sizes.layers):
         base = f"model.layers.{index}"
         tree.add(base, f"{p}DecoderLayer")
         tree.add(f"{base}.self_attn", f"{p}Attention")
@@ -90,20 +85,6 @@ def build_llama_like(config: dict[str, Any]) -> Architecture:
             tree.norm(f"{base}.post_feedforward_layernorm", f"{p}RMSNorm", hidden)
     tree.norm("model.norm", f"{p}RMSNorm", hidden)
     tree.add("model.rotary_emb", f"{p}RotaryEmbedding")
-    tree.linear("lm_head", hidden, vocab, bias=False, tied_to="model.embed_tokens.weight" if tie else None)
+    tree.linear("lm_head", hidden, sizes.vocab, bias=False, tied_to="model.embed_tokens.weight" if sizes.tie else None)
 
-    return Architecture(
-        model_type=model_type,
-        family="llama-like",
-        modules=tree.build(),
-        output_layer="lm_head",
-        input_embedding="model.embed_tokens",
-        num_layers=layers,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-    )
+    return tree.architecture(model_type, "llama-like", sizes)

@@ -5,29 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from app.calc.architecture import Architecture, Param
-from app.calc.families.config_fields import optional_bool, optional_int, require_int
+from app.calc.families.config_fields import decoder_sizes, optional_int, optional_str, require_int
 from app.calc.families.tree import TreeBuilder, activation_class
 
 
 def build_mixtral(config: dict[str, Any]) -> Architecture:
     """The module tree of MixtralForCausalLM as transformers 5 builds it (fused experts)."""
-    hidden = require_int(config, "hidden_size")
-    intermediate = require_int(config, "intermediate_size")
-    layers = require_int(config, "num_hidden_layers")
-    heads = require_int(config, "num_attention_heads")
-    vocab = require_int(config, "vocab_size")
+    sizes = decoder_sizes(config)
+    hidden, intermediate, head_dim = sizes.hidden, sizes.intermediate, sizes.head_dim
+    heads, kv_heads = sizes.heads, sizes.kv_heads
     experts = require_int(config, "num_local_experts")
     per_token = optional_int(config, "num_experts_per_tok", 2)
-    kv_heads = optional_int(config, "num_key_value_heads", heads)
-    head_dim = optional_int(config, "head_dim", hidden // heads)
-    tie = optional_bool(config, "tie_word_embeddings", False)
-    act = activation_class(config.get("hidden_act", "silu"))
+    act = activation_class(optional_str(config, "hidden_act") or "silu")
 
     tree = TreeBuilder()
     tree.add("model", "MixtralModel")
-    tree.embedding("model.embed_tokens", vocab, hidden)
+    tree.embedding("model.embed_tokens", sizes.vocab, hidden)
     tree.add("model.layers", "ModuleList")
-    for index in range(layers):
+    for index in range(sizes.layers):
         base = f"model.layers.{index}"
         tree.add(base, "MixtralDecoderLayer")
         tree.add(f"{base}.self_attn", "MixtralAttention")
@@ -50,22 +45,12 @@ def build_mixtral(config: dict[str, Any]) -> Architecture:
         tree.norm(f"{base}.post_attention_layernorm", "MixtralRMSNorm", hidden)
     tree.norm("model.norm", "MixtralRMSNorm", hidden)
     tree.add("model.rotary_emb", "MixtralRotaryEmbedding")
-    tree.linear("lm_head", hidden, vocab, bias=False, tied_to="model.embed_tokens.weight" if tie else None)
+    tree.linear("lm_head", hidden, sizes.vocab, bias=False, tied_to="model.embed_tokens.weight" if sizes.tie else None)
 
-    return Architecture(
-        model_type="mixtral",
-        family="mixtral (mixture of experts)",
-        modules=tree.build(),
-        output_layer="lm_head",
-        input_embedding="model.embed_tokens",
-        num_layers=layers,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
+    return tree.architecture(
+        "mixtral",
+        "mixtral (mixture of experts)",
+        sizes,
         num_experts=experts,
         experts_per_token=per_token,
         notes=(

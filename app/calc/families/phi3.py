@@ -5,27 +5,22 @@ from __future__ import annotations
 from typing import Any
 
 from app.calc.architecture import Architecture
-from app.calc.families.config_fields import optional_bool, optional_int, require_int
+from app.calc.families.config_fields import decoder_sizes, optional_str
 from app.calc.families.tree import TreeBuilder, activation_class
 
 
 def build_phi3(config: dict[str, Any]) -> Architecture:
     """The module tree of Phi3ForCausalLM."""
-    hidden = require_int(config, "hidden_size")
-    intermediate = require_int(config, "intermediate_size")
-    layers = require_int(config, "num_hidden_layers")
-    heads = require_int(config, "num_attention_heads")
-    vocab = require_int(config, "vocab_size")
-    kv_heads = optional_int(config, "num_key_value_heads", heads)
-    head_dim = optional_int(config, "head_dim", hidden // heads)
-    tie = optional_bool(config, "tie_word_embeddings", False)
-    act = activation_class(config.get("hidden_act", "silu"))
+    sizes = decoder_sizes(config)
+    hidden, intermediate, head_dim = sizes.hidden, sizes.intermediate, sizes.head_dim
+    heads, kv_heads = sizes.heads, sizes.kv_heads
+    act = activation_class(optional_str(config, "hidden_act") or "silu")
 
     tree = TreeBuilder()
     tree.add("model", "Phi3Model")
-    tree.embedding("model.embed_tokens", vocab, hidden)
+    tree.embedding("model.embed_tokens", sizes.vocab, hidden)
     tree.add("model.layers", "ModuleList")
-    for index in range(layers):
+    for index in range(sizes.layers):
         base = f"model.layers.{index}"
         tree.add(base, "Phi3DecoderLayer")
         tree.add(f"{base}.self_attn", "Phi3Attention")
@@ -42,20 +37,6 @@ def build_phi3(config: dict[str, Any]) -> Architecture:
         tree.add(f"{base}.resid_mlp_dropout", "Dropout")
     tree.norm("model.norm", "Phi3RMSNorm", hidden)
     tree.add("model.rotary_emb", "Phi3RotaryEmbedding")
-    tree.linear("lm_head", hidden, vocab, bias=False, tied_to="model.embed_tokens.weight" if tie else None)
+    tree.linear("lm_head", hidden, sizes.vocab, bias=False, tied_to="model.embed_tokens.weight" if sizes.tie else None)
 
-    return Architecture(
-        model_type="phi3",
-        family="phi3 (fused qkv_proj, gate_up_proj)",
-        modules=tree.build(),
-        output_layer="lm_head",
-        input_embedding="model.embed_tokens",
-        num_layers=layers,
-        hidden_size=hidden,
-        intermediate_size=intermediate,
-        num_attention_heads=heads,
-        num_key_value_heads=kv_heads,
-        head_dim=head_dim,
-        vocab_size=vocab,
-        tie_word_embeddings=tie,
-    )
+    return tree.architecture("phi3", "phi3 (fused qkv_proj, gate_up_proj)", sizes)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, OTHER, Module, Param, split_layer
+from typing import Any
+
+from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, OTHER, Architecture, Module, Param, split_layer
+from app.calc.families.config_fields import DecoderSizes
 
 ACTIVATION_CLASSES = {
     "silu": "SiLUActivation",
@@ -59,6 +62,28 @@ class TreeBuilder:
     def build(self) -> tuple[Module, ...]:
         """The modules collected so far."""
         return tuple(self.modules)
+
+    def architecture(
+        self, model_type: str, family: str, sizes: DecoderSizes, *, input_embedding: str = "model.embed_tokens",
+        **extra: Any,
+    ) -> Architecture:
+        """The finished Architecture: the modules collected, the output layer lm_head, and `sizes`."""
+        return Architecture(
+            model_type=model_type,
+            family=family,
+            modules=self.build(),
+            output_layer="lm_head",
+            input_embedding=input_embedding,
+            num_layers=sizes.layers,
+            hidden_size=sizes.hidden,
+            intermediate_size=sizes.intermediate,
+            num_attention_heads=sizes.heads,
+            num_key_value_heads=sizes.kv_heads,
+            head_dim=sizes.head_dim,
+            vocab_size=sizes.vocab,
+            tie_word_embeddings=sizes.tie,
+            **extra,
+        )
 
 
 def activation_class(hidden_act: object) -> str:

@@ -8,9 +8,9 @@ from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.calc import CalcInputError, CalcRequest, CalcResult, Catalogue, compute, load_catalogue
+from app.calc import CalcInputError, CalcRequest, CalcResult, compute
 from app.calc.explain import Explanation, explain
-from app.web.deps import SettingsDep
+from app.web.deps import CatalogueDep
 from app.web.errors import validation_detail
 
 router = APIRouter(prefix="/api", tags=["calculator"])
@@ -42,11 +42,6 @@ class ModelDetail(ModelSummary):
     config: dict[str, Any] = Field(description="The model's Hugging Face config.json, unchanged.")
 
 
-def catalogue_for(settings) -> Catalogue:
-    """The catalogue under the configured content directory."""
-    return load_catalogue(settings.content_dir / "models")
-
-
 def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
     """A 422 in the same shape as FastAPI's request validation errors."""
     return JSONResponse({"detail": validation_detail(errors)}, status_code=422)
@@ -60,7 +55,7 @@ def _summary(model) -> dict[str, Any]:
 @router.post("/calc", response_model=CalcResult, responses=ERROR_RESPONSES)
 def calculate(
     request: Annotated[CalcRequest, Body(openapi_examples={"qlora-llama": {"summary": "QLoRA on Llama-3.1-8B", "value": CALC_EXAMPLE}})],
-    settings: SettingsDep,
+    catalogue: CatalogueDep,
 ):
     """Exact trainable parameters (equal to peft's), scaling per module, a memory estimate and lints.
 
@@ -68,22 +63,22 @@ def calculate(
     LoraConfig fields as peft spells them, and optionally `training`.
     """
     try:
-        return compute(request, catalogue_for(settings))
+        return compute(request, catalogue)
     except CalcInputError as error:
         return unprocessable([error.as_error(("body",))])
 
 
 @router.get("/models", response_model=list[ModelSummary])
-def list_models(settings: SettingsDep):
+def list_models(catalogue: CatalogueDep):
     """The model catalogue: ids to use as `model` in POST /api/calc."""
-    return [_summary(model) for model in catalogue_for(settings).models]
+    return [_summary(model) for model in catalogue.models]
 
 
 @router.get("/models/{model_id}", response_model=ModelDetail, responses={404: {"description": "No such model."}})
-def get_model(model_id: str, settings: SettingsDep):
+def get_model(model_id: str, catalogue: CatalogueDep):
     """One catalogue model with its real config.json."""
     try:
-        model = catalogue_for(settings).get(model_id)
+        model = catalogue.get(model_id)
     except CalcInputError as error:
         raise HTTPException(404, error.message) from None
     return {**_summary(model), "config": model.config}
@@ -92,7 +87,7 @@ def get_model(model_id: str, settings: SettingsDep):
 @router.post("/explain", response_model=Explanation, responses=ERROR_RESPONSES)
 def explain_adapter(
     body: Annotated[dict[str, Any], Body(description='An adapter_config.json, or {"adapter_config": {...}, "model_config": {...}}.')],
-    settings: SettingsDep,
+    catalogue: CatalogueDep,
 ):
     """Every key of an adapter_config.json explained; exact counts when the base model is known."""
     wrapped = "adapter_config" in body and isinstance(body["adapter_config"], dict) and "peft_type" not in body
@@ -101,7 +96,7 @@ def explain_adapter(
     if model_config is not None and not isinstance(model_config, dict):
         return unprocessable([{"loc": ["body", "model_config"], "msg": "model_config must be a JSON object", "type": "dict_type"}])
     try:
-        return explain(adapter_config, model_config, catalogue_for(settings))
+        return explain(adapter_config, model_config, catalogue)
     except CalcInputError as error:
         return unprocessable([error.as_error(("body",))])
     except ValidationError as error:

@@ -23,7 +23,7 @@ PREVIEW_ROWS = 3
 
 
 def existing_job(job_id: int, session: SessionDep) -> Job:
-    """The job with this id, or 404."""
+    """The job with this id, or 404 (also for ids no job can have: below 1 or above 2**63-1)."""
     job = service.get_job(session, job_id)
     if job is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
@@ -82,7 +82,7 @@ def read_job(job: JobDep, session: SessionDep) -> JobPublic:
 
 
 @router.get("/jobs/{job_id}/metrics", summary="Metric rows after a step, in step order")
-def read_metrics(job: JobDep, session: SessionDep, after: Annotated[int, Query(ge=0)] = 0) -> list[MetricPublic]:
+def read_metrics(job: JobDep, session: SessionDep, after: Annotated[int, Query(ge=0, le=service.MAX_ID)] = 0) -> list[MetricPublic]:
     return service.metrics_after(session, job.id, after)
 
 
@@ -92,7 +92,7 @@ async def job_events(
     job_id: Annotated[int, Depends(existing_job_id)],
     engine: EngineDep,
     settings: SettingsDep,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this step (Last-Event-ID wins).")] = None,
+    after: Annotated[int | None, Query(ge=0, le=service.MAX_ID, description="Resume after this step (Last-Event-ID wins).")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds):

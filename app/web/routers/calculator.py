@@ -11,8 +11,8 @@ from fastapi.responses import HTMLResponse
 from app.calc.exports import ExportContext, render_all
 from app.calc.form import CUSTOM_MODEL, DEFAULT_MODEL, FIELD_BY_NAME, FIELDS, FormOutcome, calculate, to_query
 from app.calc.result import CalcResult
-from app.web.deps import LibraryDep, SettingsDep
-from app.web.routers.api_calc import catalogue_for
+from app.calc.catalogue import Catalogue
+from app.web.deps import CatalogueDep, LibraryDep
 from app.web.templating import is_htmx, render
 
 router = APIRouter(include_in_schema=False)
@@ -40,23 +40,6 @@ def focused_field(slug: str | None) -> str | None:
     return FOCUS_ALIASES.get(slug)
 
 
-def human_bytes(value: float) -> str:
-    """Bytes in binary units: 1.50 GiB."""
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(value) < 1024 or unit == "TiB":
-            return f"{value:,.0f} {unit}" if unit == "B" else f"{value:,.2f} {unit}"
-        value /= 1024
-    return f"{value} B"
-
-
-def short_count(value: int) -> str:
-    """1.2M, 3.4B: for headings; exact figures sit beside them."""
-    for size, suffix in ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K")):
-        if abs(value) >= size:
-            return f"{value / size:.3g}{suffix}"
-    return str(value)
-
-
 def _exports(outcome: FormOutcome, result: CalcResult, model_name: str) -> list[tuple[Any, str]]:
     request = outcome.request
     leaves = tuple(dict.fromkeys(row.name.rpartition(".")[2] for row in result.modules))
@@ -72,9 +55,8 @@ def _job_link(outcome: FormOutcome) -> str | None:
     return "/jobs/new?" + urlencode(query)
 
 
-def calculator_context(request: Request, settings, library) -> tuple[dict[str, Any], FormOutcome]:
+def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple[dict[str, Any], FormOutcome]:
     """Everything the calculator template shows for this query string."""
-    catalogue = catalogue_for(settings)
     params = {key: value for key, value in request.query_params.items()}
     outcome = calculate(params, catalogue)
     result = outcome.result
@@ -95,15 +77,13 @@ def calculator_context(request: Request, settings, library) -> tuple[dict[str, A
         "exports": _exports(outcome, result, model_name) if result is not None else [],
         "job_link": _job_link(outcome),
         "partial": is_htmx(request),
-        "human_bytes": human_bytes,
-        "short_count": short_count,
         "max_part": max((part.bytes for part in result.memory.components), default=1) if result else 1,
     }
     return context, outcome
 
 
 @router.get("/calculator", response_class=HTMLResponse)
-def calculator_page(request: Request, settings: SettingsDep, library: LibraryDep):
+def calculator_page(request: Request, catalogue: CatalogueDep, library: LibraryDep):
     """The form and its results; a query string reproduces the view exactly (bad fields answer 422)."""
-    context, outcome = calculator_context(request, settings, library)
+    context, outcome = calculator_context(request, catalogue, library)
     return render(request, TEMPLATE, context, block="results", status_code=422 if outcome.errors else 200)

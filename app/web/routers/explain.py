@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 from urllib.parse import urlencode
 
@@ -13,9 +12,8 @@ from starlette.datastructures import UploadFile
 
 from app.calc.errors import CalcInputError
 from app.calc.explain import Explanation, explain
-from app.web.deps import LibraryDep, SettingsDep
-from app.web.routers.api_calc import catalogue_for
-from app.web.routers.calculator import human_bytes, short_count
+from app.calc.form import parse_json
+from app.web.deps import CatalogueDep, LibraryDep
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -30,9 +28,9 @@ def _parse_json(text: str, field: str, errors: dict[str, str], required: bool) -
             errors[field] = "paste an adapter_config.json or choose the file"
         return None
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as error:
-        errors[field] = f"not valid JSON: {error.msg} at line {error.lineno}, column {error.colno}"
+        value = parse_json(text)
+    except ValueError as error:
+        errors[field] = str(error)
         return None
     if not isinstance(value, dict):
         errors[field] = "expected a JSON object ({ ... })"
@@ -49,8 +47,6 @@ def _context(library, values: dict[str, str], errors: dict[str, str], explanatio
         "result": explanation.result if explanation else None,
         "calculator_url": "/calculator?" + urlencode(query) if query else None,
         "param_slugs": set(library.params),
-        "human_bytes": human_bytes,
-        "short_count": short_count,
     }
 
 
@@ -61,7 +57,7 @@ def explain_form(request: Request, library: LibraryDep):
 
 
 @router.post("/explain", response_class=HTMLResponse)
-async def explain_submit(request: Request, settings: SettingsDep, library: LibraryDep):
+async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep):
     """Explain the posted adapter_config.json (pasted, or uploaded as a file)."""
     form = await request.form()
     values = {key: value for key, value in form.items() if isinstance(value, str)}
@@ -74,7 +70,7 @@ async def explain_submit(request: Request, settings: SettingsDep, library: Libra
     explanation = None
     if not errors:
         try:
-            explanation = explain(adapter_config, model_config, catalogue_for(settings))
+            explanation = explain(adapter_config, model_config, catalogue)
         except (CalcInputError, ValidationError) as error:
             field = error.loc[0] if isinstance(error, CalcInputError) else "adapter_config"
             errors[str(field)] = error.message if isinstance(error, CalcInputError) else str(error)

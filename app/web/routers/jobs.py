@@ -13,7 +13,7 @@ from fastapi.sse import EventSourceResponse, ServerSentEvent
 from app.content import datasets
 from app.jobs import form, service
 from app.jobs.models import FINISHED_STATUSES, JobPublic, MetricPublic
-from app.training.registry import available_models
+from app.jobs.registry import available_models
 from app.web.deps import EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.routers.api_jobs import JobDep, existing_job_id
 from app.web.sse import job_event_stream, parse_resume_step
@@ -32,8 +32,19 @@ def job_list(request: Request, session: SessionDep):
     return render(request, "jobs/list.html", {"jobs": service.list_jobs(session)}, block="jobs")
 
 
-def _form_context(settings, library, values: dict[str, str], errors: dict[str, str]) -> dict[str, Any]:
+FORM_INPUTS = ("model", "dataset", "dataset_jsonl")
+
+
+def focused_field(slug: str | None) -> str | None:
+    """The job form input a parameter page's "try it" link (/jobs/new?focus=<slug>) should focus, if the form has it."""
+    if slug and (slug in FORM_INPUTS or any(field.name == slug for field in form.form_fields())):
+        return slug
+    return None
+
+
+def _form_context(settings, library, values: dict[str, str], errors: dict[str, str], focus: str | None = None) -> dict[str, Any]:
     return {
+        "focus": focus,
         "fields": form.form_fields(),
         "values": values,
         "errors": errors,
@@ -45,9 +56,10 @@ def _form_context(settings, library, values: dict[str, str], errors: dict[str, s
 
 @router.get("/jobs/new", response_class=HTMLResponse)
 def new_job(request: Request, settings: SettingsDep, library: LibraryDep):
-    """The job form, prefilled from the URL query (parameter pages and the calculator link here)."""
+    """The job form, prefilled from the URL query (parameter pages and the calculator link here); ?focus=<field> marks one."""
     values = form.prefill(request.query_params)
-    return render(request, "jobs/new.html", _form_context(settings, library, values, {}))
+    focus = focused_field(request.query_params.get("focus"))
+    return render(request, "jobs/new.html", _form_context(settings, library, values, {}, focus))
 
 
 def data_preview(settings, submitted: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -121,7 +133,7 @@ async def job_page_events(
     job_id: Annotated[int, Depends(existing_job_id)],
     engine: EngineDep,
     settings: SettingsDep,
-    after: Annotated[int | None, Query(ge=0)] = None,
+    after: Annotated[int | None, Query(ge=0, le=service.MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The API's event stream plus the page's progress and results blocks as HTML for htmx to swap."""
