@@ -19,7 +19,7 @@ def test_a_job_launched_from_the_form_draws_its_curve_and_moves_its_progress_bar
     assert page.get_attribute("label[for=f-r] a", "href") == "/params/r"
     assert serious_accessibility_violations(page) == []
     page.select_option("#f-dataset", "addition")
-    page.click("button[type=submit]")
+    page.get_by_role("button", name="Start the job").click()  # not "Preview the data", the first submit button
     page.wait_for_url(re.compile(r"/jobs/\d+$"))
 
     chart_points = "() => Number(document.getElementById('loss-chart').dataset.points)"
