@@ -88,12 +88,17 @@ class FormOutcome:
 
 
 def _names(text: str) -> str | list[str] | None:
-    """'' -> None (peft default); all-linear; a regex if it has regex characters; else a list of names."""
+    """'' -> None (peft default); all-linear; a JSON list; a regex if it has regex characters; else a list of names."""
     text = text.strip()
     if not text:
         return None
     if text.lower() == "all-linear":
         return "all-linear"
+    if text.startswith("["):
+        names = parse_json(text)
+        if not isinstance(names, list) or not all(isinstance(name, str) for name in names):
+            raise ValueError("a JSON list here must hold module names as strings")
+        return names
     if not _PLAIN_NAMES.match(text):
         return text
     return [name for name in re.split(r"[,\s]+", text) if name]
@@ -160,6 +165,11 @@ def _parse_value(form_field: FormField, text: str) -> Any:
     if form_field.name == "init_lora_weights":
         return {"true": True, "false": False}.get(text, text)
     return text or None
+
+
+def parse_field_text(name: str, text: str) -> Any:
+    """One calculator field's text as its typed value (the job form reads LoRA fields the same way)."""
+    return _parse_value(FIELD_BY_NAME[name], text)
 
 
 def parse_query(params: Mapping[str, str]) -> tuple[dict[str, Any], dict[str, str], dict[str, str]]:

@@ -11,6 +11,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
+from app.calc.form import FIELD_BY_NAME as CALCULATOR_FIELDS
+from app.calc.form import parse_field_text
 from app.jobs.schemas import JobCreate, JobLoraSpec, TrainingSpec
 
 REGEX_CHARACTERS = re.compile(r"[.*+?^$()\[\]{}|\\]")
@@ -160,8 +162,10 @@ def _parse_value(field: FormField, raw: str | None) -> Any:
 
 
 def _parse_text(field: FormField, text: str) -> Any:
-    """JSON where it starts like JSON; a string where the field takes one (a regex or 'all-linear' where it also
-    takes a list); otherwise a comma-separated list."""
+    """LoRA fields as the calculator reads them (so its links carry over); others: JSON where it starts like
+    JSON, a string where the field takes one, otherwise a comma-separated list."""
+    if field.group == "lora" and field.name in CALCULATOR_FIELDS:
+        return parse_field_text(field.name, text)
     if field.accepts_bool and text.lower() in ("true", "false"):
         return text.lower() == "true"
     if text[0] in "[{":

@@ -18,6 +18,7 @@ CATALOGUE = load_catalogue()
         ({"target_modules": "All-Linear"}, {"target_modules": "all-linear"}),
         ({"target_modules": r".*\.(q|v)_proj"}, {"target_modules": r".*\.(q|v)_proj"}),
         ({"target_modules": ""}, {}),
+        ({"target_modules": '["model.layers.0.self_attn.q_proj"]'}, {"target_modules": ["model.layers.0.self_attn.q_proj"]}),
         ({"use_dora": "true", "use_rslora": "on"}, {"use_dora": True, "use_rslora": True}),
         ({"rank_pattern": "q_proj=4, down_proj=8"}, {"rank_pattern": {"q_proj": 4, "down_proj": 8}}),
         ({"alpha_pattern": '{"q_proj": 16}'}, {"alpha_pattern": {"q_proj": 16}}),

@@ -172,3 +172,25 @@ def test_the_job_page_says_what_the_prediction_assumed(app, client):
     queue.record_start(app.state.engine, job_id, "w", {"device": "cuda (H200) bfloat16"})
     html = client.get(f"/jobs/{job_id}").text
     assert "trained in cuda (H200) bfloat16, not fp32" in html
+
+
+def test_the_calculators_train_link_prefills_a_job_form_that_queues_the_same_config(client):
+    import html as html_module
+
+    calculator = client.get("/calculator", params={
+        "model": "tiny-llama", "r": "8", "target_modules": "q_proj v_proj", "rank_pattern": "q_proj=4",
+        "per_device_train_batch_size": "2", "gradient_checkpointing": "true", "learning_rate": "0.001"}).text
+    link = html_module.unescape(re.search(r'href="(/jobs/new\?[^"]+)"', calculator).group(1))
+    form_page = client.get(link).text
+    values = dict(re.findall(r'name="([a-z_0-9]+)"[^>]*value="([^"]*)"', form_page))
+    assert values["per_device_train_batch_size"] == "2" and values["learning_rate"] == "0.001"
+    assert re.search(r'name="gradient_checkpointing"[^>]*checked', form_page)
+    carried = ("r", "target_modules", "rank_pattern", "per_device_train_batch_size", "learning_rate")
+    submitted = {name: values[name] for name in carried} | {
+        "model": "tiny-llama", "dataset": "addition", "max_steps": "2", "gradient_checkpointing": "true"}
+    response = client.post("/jobs/new", data=submitted, follow_redirects=False)
+    assert response.status_code == 303, re.findall(r'class="field-error"[^>]*>([^<]*)', response.text)
+    job = client.get("/api/jobs").json()[0]
+    assert job["config"]["lora"]["rank_pattern"] == {"q_proj": 4}
+    assert job["config"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
+    assert job["config"]["training"]["per_device_train_batch_size"] == 2

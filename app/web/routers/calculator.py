@@ -12,6 +12,7 @@ from app.calc.exports import ExportContext, render_all
 from app.calc.form import CUSTOM_MODEL, DEFAULT_MODEL, FIELD_BY_NAME, FIELDS, FormOutcome, calculate, to_query
 from app.calc.result import CalcResult
 from app.calc.catalogue import Catalogue
+from app.jobs.schemas import TrainingSpec as JobTrainingSpec
 from app.web.deps import CatalogueDep, LibraryDep
 from app.web.templating import is_htmx, render
 
@@ -29,6 +30,7 @@ FOCUS_ALIASES = {
     )},
 }
 JOB_MODELS = {"tiny-llama", "smollm2-135m-instruct"}
+JOB_TRAINING_FIELDS = frozenset(JobTrainingSpec.model_fields)
 
 
 def focused_field(slug: str | None) -> str | None:
@@ -52,6 +54,12 @@ def _job_link(outcome: FormOutcome) -> str | None:
     if request is None or request.model not in JOB_MODELS:
         return None
     query = to_query(request.lora.model_dump(exclude_defaults=True), model=request.model)
+    # Training fields the job form shares with the calculator carry over under the job form's names.
+    training = request.training.model_dump(exclude_defaults=True)
+    if "optimizer" in training:
+        training["optim"] = training.pop("optimizer")
+    query |= {name: str(value).lower() if isinstance(value, bool) else str(value)
+              for name, value in training.items() if name in JOB_TRAINING_FIELDS and value is not None}
     return "/jobs/new?" + urlencode(query)
 
 
