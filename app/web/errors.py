@@ -42,7 +42,14 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return JSONResponse({"detail": validation_detail(list(exc.errors()))}, status_code=422)
 
 
+# FastAPI's answer when it cannot decode a body at all (invalid UTF-8, JSON nested past the parser's limit).
+UNREADABLE_BODY = "There was an error parsing the body"
+
+
 async def _http_error(request: Request, exc: StarletteHTTPException):
+    if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
+        reason = "the body could not be read: it must be UTF-8 JSON nested less than about 1,000 levels deep"
+        return JSONResponse({"detail": [{"loc": ["body"], "msg": reason, "type": "body_unreadable"}]}, status_code=422)
     if exc.status_code == 404 and not wants_json(request):
         library = request.app.state.library
         missing = request.url.path.rstrip("/").rsplit("/", 1)[-1]

@@ -29,3 +29,10 @@ def test_body_under_the_limit_reaches_the_app_intact(client):
     response = client.post("/api/calc", json={"model": "tiny-llama", "lora": {"r": 4, "target_modules": ["q_proj"]}})
     assert response.status_code == 200
     assert response.json()["trainable_params"] == 2 * 4 * (64 + 64)
+
+
+def test_an_unreadable_body_gets_422_naming_the_body(client):
+    for body in (b'{"model": "\xff\xfe"}', b"[" * 5000 + b"]" * 5000):
+        response = client.post("/api/calc", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422, body[:20]
+        assert response.json()["detail"][0]["loc"] == ["body"]
