@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import json
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
+def _slug_shape(value: str) -> str:
+    if not SLUG_PATTERN.match(value):
+        raise ValueError(f"slug {value!r} must be lowercase letters, digits, '_' or '-'")
+    return value
+
+
+Slug = Annotated[str, AfterValidator(_slug_shape)]
 Owner = Literal[
     "LoraConfig",
     "TrainingArguments",
@@ -80,7 +87,7 @@ class ParamFrontMatter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1)
-    slug: str
+    slug: Slug
     field: str = Field(min_length=1, description="the name as peft or transformers spells it")
     owner: Owner
     kind: Kind
@@ -95,13 +102,6 @@ class ParamFrontMatter(BaseModel):
     recommendations: list[Recommendation] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list, description="other spellings people search for")
 
-    @field_validator("slug")
-    @classmethod
-    def _slug_shape(cls, value: str) -> str:
-        if not SLUG_PATTERN.match(value):
-            raise ValueError(f"slug {value!r} must be lowercase letters, digits, '_' or '-'")
-        return value
-
     @model_validator(mode="after")
     def _default_is_sourced(self) -> "ParamFrontMatter":
         if self.has_default and not self.default_source:
@@ -115,15 +115,8 @@ class GuideFrontMatter(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=1)
-    slug: str
+    slug: Slug
     summary: str = Field(min_length=20, max_length=200)
     related: list[str] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list)
     order: int = 100
-
-    @field_validator("slug")
-    @classmethod
-    def _slug_shape(cls, value: str) -> str:
-        if not SLUG_PATTERN.match(value):
-            raise ValueError(f"slug {value!r} must be lowercase letters, digits, '_' or '-'")
-        return value

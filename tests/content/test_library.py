@@ -84,3 +84,10 @@ def test_suggest_finds_close_slugs_and_aliases(tmp_path):
     library = load_library(tmp_path)
     assert library.suggest("lora_alph")[0].slug == "lora_alpha"
     assert library.suggest("dropout")[0].slug == "lora_dropout"
+
+
+def test_a_slug_with_capitals_or_spaces_is_refused(tmp_path):
+    path = write_param(tmp_path, "r")
+    path.write_text(path.read_text().replace("slug: r\n", "slug: Bad Slug\n"))
+    with pytest.raises(ContentError, match="must be lowercase letters"):
+        load_library(tmp_path)
