@@ -1,4 +1,4 @@
-"""Command line: `lorapedia serve | worker | prepare-model`."""
+"""Command line: `lorapedia serve | worker | prepare-model | init-db`."""
 
 from __future__ import annotations
 
