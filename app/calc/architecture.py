@@ -47,11 +47,6 @@ class Module:
     template: str = ""
 
     @property
-    def has_bias(self) -> bool:
-        """True when the module owns a `bias` parameter."""
-        return any(param.name == "bias" for param in self.params)
-
-    @property
     def leaf(self) -> str:
         """The last component of the name (`q_proj`)."""
         return self.name.rpartition(".")[2]
@@ -157,14 +152,3 @@ class Architecture:
                 seen.add(identity)
                 total += param.numel
         return total
-
-    def subtree_bias_params(self, name: str) -> int:
-        """Elements of `bias` parameters under a module (a modules_to_save copy carries its own)."""
-        prefix = name + "."
-        return sum(
-            param.numel
-            for module in self.modules
-            if module.name == name or module.name.startswith(prefix)
-            for param in module.params
-            if param.name == "bias"
-        )

@@ -73,12 +73,6 @@ class Library:
     backlinks: dict[str, list[Page]] = field(default_factory=dict)
     index: SearchIndex = field(default_factory=SearchIndex)
 
-    def page_for_path(self, path: str) -> Page | None:
-        """The page served at `path`, if any."""
-        kind, _, slug = path.strip("/").partition("/")
-        pages = {"params": self.params, "guides": self.guides}.get(kind, {})
-        return pages.get(slug)
-
     def params_by_kind(self) -> list[tuple[str, str, list[Page]]]:
         """Parameter pages grouped by kind, in a fixed order: (kind, heading, pages)."""
         groups = []

@@ -10,11 +10,6 @@ CALCULATOR_TRAINING_FIELDS = frozenset(
 )
 
 
-def param_url(slug: str, anchor: str | None = None) -> str:
-    """The stable path of a parameter page, optionally to one section."""
-    return f"/params/{slug}" + (f"#{anchor}" if anchor else "")
-
-
 def try_it_url(slug: str, kind: str) -> str:
     """Where a parameter page's "try it" link opens, with that parameter in focus."""
     if kind == "training" and slug not in CALCULATOR_TRAINING_FIELDS:
