@@ -15,6 +15,7 @@ from sqlmodel import Session
 from app.jobs.db import init_db, make_engine
 from app.jobs.models import Job
 from app.settings import PROJECT_ROOT, Settings
+from tests.conftest import stop_process
 
 TINY_TRAINING = {"max_steps": 6, "per_device_train_batch_size": 2, "eval_steps": 3, "warmup_steps": 1, "learning_rate": 5e-3}
 
@@ -58,10 +59,4 @@ def worker_factory(tmp_path):
 
     yield start
     for process in processes:
-        if process.poll() is None:
-            process.terminate()
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        stop_process(process)
