@@ -12,17 +12,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import peft
 import pytest
+import torch
+import transformers
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
-peft = pytest.importorskip("peft")
-
-from app.calc.families import architecture_from_config  # noqa: E402
-from app.calc.memory import estimate_activations  # noqa: E402
-from app.calc.spec import LoraSpec  # noqa: E402
-from app.calc.trainable import count_trainable  # noqa: E402
-from app.calc.training_spec import TrainingSpec  # noqa: E402
+from app.calc.families import architecture_from_config
+from app.calc.memory import estimate_activations
+from app.calc.spec import LoraSpec
+from app.calc.trainable import count_trainable
+from app.calc.training_spec import TrainingSpec
 
 CONFIG = json.loads((Path(__file__).parents[2] / "content" / "models" / "tiny-llama.json").read_text())
 # Saved-tensor bytes within 2% of the count (measured: within 1%): what the model leaves out is RoPE's cos/sin (shared by every
