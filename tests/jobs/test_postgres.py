@@ -34,6 +34,10 @@ from app.jobs.db import make_engine
 from app.jobs.queue import claim_next_job
 from app.settings import Settings
 engine = make_engine(Settings())
+with engine.connect():
+    pass  # connect before the start line, so neither claimer gets a head start
+print("ready", flush=True)
+sys.stdin.readline()
 claimed = []
 while (job_id := claim_next_job(engine, sys.argv[1], lease_seconds=60)) is not None:
     claimed.append(job_id)
@@ -82,12 +86,18 @@ def test_two_worker_processes_claiming_from_one_queue_never_take_the_same_job(po
     engine = make_engine(settings)
     init_db(engine)
     with Session(engine) as session:
-        session.add_all([Job(model="tiny-llama", dataset="addition", config={"lora": {}, "training": {}}) for _ in range(200)])
+        session.add_all([Job(model="tiny-llama", dataset="addition", config={"lora": {}, "training": {}}) for _ in range(500)])
         session.commit()
         job_ids = sorted(session.exec(select(Job.id).where(Job.status == "queued")).all())
     env = {**os.environ, "DATABASE_URL": postgres_url, "LORAPEDIA_VAR_DIR": str(tmp_path / "var")}
     claimers = [subprocess.Popen([sys.executable, "-c", CLAIM_SCRIPT, f"claimer-{n}"], cwd=PROJECT_ROOT, env=env,
-                                 stdout=subprocess.PIPE, text=True) for n in range(2)]
+                                 stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True) for n in range(2)]
+    for process in claimers:
+        assert process.stdout.readline().strip() == "ready"
+    # both are imported and connected: release them together so the claims really overlap
+    for process in claimers:
+        process.stdin.write("go\n")
+        process.stdin.flush()
     claims = [json.loads(process.communicate(timeout=120)[0]) for process in claimers]
     assert not set(claims[0]) & set(claims[1]), "a job was claimed twice"
     assert sorted(claims[0] + claims[1]) == job_ids
