@@ -88,7 +88,8 @@ def test_a_worker_killed_mid_job_leaves_it_interrupted_once_the_lease_runs_out(s
     killed_at = time.monotonic()
     job = wait_for(server.url, job_id, lambda job: job["status"] != "running", timeout=15)
     assert job["status"] == "interrupted" and "lease" in job["error"]
-    assert time.monotonic() - killed_at <= float(FAST_ENV["LORAPEDIA_LEASE_SECONDS"]) + 2
+    # marked once the lease runs out, not at some later sweep (slack for a loaded CI machine)
+    assert time.monotonic() - killed_at <= float(FAST_ENV["LORAPEDIA_LEASE_SECONDS"]) + 6
     assert len(httpx.get(f"{server.url}/api/jobs/{job_id}/metrics").json()) >= 3
     # the next worker takes new jobs and leaves the interrupted one alone
     worker_factory(server.var_dir, FAST_ENV)

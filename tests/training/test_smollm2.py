@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import pytest
 import torch
 
@@ -24,14 +22,14 @@ def real_settings() -> Settings:
     return settings
 
 
-def test_prepare_is_idempotent_and_loading_the_cache_is_fast(real_settings):
-    started = time.perf_counter()
-    assert prepare_smollm2(real_settings) == smollm2_cache_dir(real_settings)
-    assert time.perf_counter() - started < 0.5
-    load_model("smollm2-135m-instruct", real_settings)  # warm the file cache and the imports
-    started = time.perf_counter()
+def test_prepare_is_idempotent_and_loads_from_the_safetensors_cache(real_settings):
+    cache = smollm2_cache_dir(real_settings)
+    written = {path.name: path.stat().st_mtime_ns for path in cache.iterdir()}
+    assert prepare_smollm2(real_settings) == cache
+    assert {path.name: path.stat().st_mtime_ns for path in cache.iterdir()} == written, "the second prepare rewrote the cache"
     loaded = load_model("smollm2-135m-instruct", real_settings)
-    assert time.perf_counter() - started < 2.0  # about 0.5 s on an idle 2-core machine
+    # how fast this is belongs to bench/bench_first_metric_latency.py, not to a timed test
+    assert loaded.model.name_or_path == str(cache)
     assert loaded.model.config.num_hidden_layers == 30 and "quantization_config" not in loaded.model.config.to_dict()
 
 
