@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
+import signal
 import subprocess
 import sys
 import threading
@@ -40,7 +42,8 @@ class EmbeddedWorker:
         with self.lock:
             if self.stopping.is_set():
                 return False
-            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker"])
+            # --parent-pid: should this process die without stopping it (SIGKILL, OOM), the worker exits by itself
+            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--parent-pid", str(os.getpid())])
             logger.info("started embedded worker, pid %d", self.process.pid)
             return True
 
@@ -74,6 +77,10 @@ class EmbeddedWorker:
             process.wait()
 
 
+def _exit_on_signal(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
+
+
 def serve(host: str, port: int, with_worker: bool) -> None:
     """Run the web server, and one worker process beside it unless told not to."""
     import uvicorn
@@ -83,6 +90,9 @@ def serve(host: str, port: int, with_worker: bool) -> None:
     from app.jobs.db import init_db, make_engine
 
     init_db(make_engine(get_settings()))  # before the worker starts, so the two never race to create tables
+    # uvicorn shuts down gracefully on SIGTERM, restores the previous handler and raises the signal again;
+    # with the default handler that would end the process before `finally` stops the worker.
+    signal.signal(signal.SIGTERM, _exit_on_signal)
     worker = EmbeddedWorker() if with_worker else None
     if worker is not None:
         worker.start()
@@ -102,7 +112,8 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--host", default=settings.host)
     serve_parser.add_argument("--port", type=int, default=settings.port)
     serve_parser.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
-    commands.add_parser("worker", help="run a training worker that claims jobs from the database")
+    worker_parser = commands.add_parser("worker", help="run a training worker that claims jobs from the database")
+    worker_parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent (set by serve)")
     commands.add_parser("prepare-model", help="convert the offline SmolLM2-135M-Instruct weights into the cache")
     commands.add_parser("init-db", help="create the database tables")
     args = parser.parse_args(argv)
@@ -114,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
         settings.apply_worker_environment()  # before app.jobs.worker imports torch (through app.training.run)
         from app.jobs.worker import run_worker
 
-        run_worker(settings)
+        run_worker(settings, parent_pid=args.parent_pid)
     elif args.command == "prepare-model":
         settings.apply_worker_environment()
         from app.training.models import prepare_smollm2

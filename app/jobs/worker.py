@@ -25,6 +25,7 @@ from app.settings import Settings
 logger = logging.getLogger(__name__)
 
 Trainer = Callable[..., dict[str, Any]]
+PARENT_CHECK_SECONDS = 1.0
 SHUTDOWN_ERROR = "interrupted: the worker was shut down during the run"
 MEASURED_FIELDS = (
     "device", "trainable_params", "total_params", "peak_memory_bytes",
@@ -45,12 +46,15 @@ def load_trainer() -> Trainer:
     return run_training
 
 
-def run_worker(settings: Settings, *, trainer: Trainer | None = None, stop: threading.Event | None = None) -> None:
-    """Claim and run jobs until `stop` is set (SIGTERM and SIGINT set it in the main thread)."""
+def run_worker(settings: Settings, *, trainer: Trainer | None = None, stop: threading.Event | None = None,
+               parent_pid: int | None = None) -> None:
+    """Claim and run jobs until `stop` is set (SIGTERM and SIGINT set it; so does parent_pid's exit)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
+    if parent_pid is not None:
+        threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), name="parent-watch", daemon=True).start()
     engine = make_engine(settings)
     init_db(engine)
     trainer = trainer or load_trainer()
@@ -67,6 +71,14 @@ def run_worker(settings: Settings, *, trainer: Trainer | None = None, stop: thre
     finally:
         engine.dispose()
         logger.info("worker %s stopped", worker_id)
+
+
+def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:
+    """Set stop once parent_pid is no longer our parent: it died and we were handed to another process."""
+    while not stop.wait(PARENT_CHECK_SECONDS):
+        if os.getppid() != parent_pid:
+            logger.warning("parent process %d is gone; stopping this worker", parent_pid)
+            stop.set()
 
 
 class JobRun:

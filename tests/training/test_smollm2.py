@@ -30,6 +30,7 @@ def test_prepare_is_idempotent_and_loads_from_the_safetensors_cache(real_setting
     loaded = load_model("smollm2-135m-instruct", real_settings)
     # how fast this is belongs to bench/bench_first_metric_latency.py, not to a timed test
     assert loaded.model.name_or_path == str(cache)
+    assert load_model("smollm2-135m-instruct", real_settings).tokenizer is loaded.tokenizer, "the tokenizer is read once per worker"
     assert loaded.model.config.num_hidden_layers == 30 and "quantization_config" not in loaded.model.config.to_dict()
 
 
