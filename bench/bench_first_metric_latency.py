@@ -62,7 +62,8 @@ def main() -> None:
     logging.basicConfig(level="WARNING", format="%(message)s")
     logger.setLevel("INFO")
 
-    var_dir = Path(tempfile.mkdtemp(prefix="lorapedia-bench-")) / "var"
+    scratch = tempfile.TemporaryDirectory(prefix="lorapedia-bench-")
+    var_dir = Path(scratch.name) / "var"
     var_dir.mkdir(parents=True)
     # share the project's converted model cache: the benchmark is about a warm cache
     (PROJECT_ROOT / "var" / "models").mkdir(parents=True, exist_ok=True)
@@ -85,6 +86,7 @@ def main() -> None:
               f"{p50:>9.3f}s {max(totals):>9.3f}s {TARGET_SECONDS:>6.1f}s {p50 / TARGET_SECONDS:>9.2f}x")
     stop.set()
     worker.join(timeout=30)
+    scratch.cleanup()
 
 
 if __name__ == "__main__":

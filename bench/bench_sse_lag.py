@@ -39,7 +39,8 @@ JOB = {"model": "tiny-llama", "dataset": "addition", "lora": {"r": 4}, "training
 
 def measure(poll_seconds: float, rows: int, interval: float) -> list[float]:
     """Lags in milliseconds of `rows` metric rows written `interval` apart, with the stream polling every poll_seconds."""
-    var_dir = Path(tempfile.mkdtemp(prefix="lorapedia-bench-")) / "var"
+    scratch = tempfile.TemporaryDirectory(prefix="lorapedia-bench-")
+    var_dir = Path(scratch.name) / "var"
     server = start_server(var_dir, env={"LORAPEDIA_POLL_SECONDS": str(poll_seconds)})
     try:
         engine = make_engine(Settings(var_dir=var_dir))
@@ -72,6 +73,7 @@ def measure(poll_seconds: float, rows: int, interval: float) -> list[float]:
         return lags
     finally:
         server.stop()
+        scratch.cleanup()
 
 
 def percentile(values: list[float], fraction: float) -> float:
