@@ -65,7 +65,7 @@ def test_the_worker_entry_sets_omp_wait_policy_from_settings_before_torch_loads(
     script = (
         "import sys, types, os\n"
         "fake = types.ModuleType('app.jobs.worker')\n"
-        "fake.run_worker = lambda settings: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+        "fake.run_worker = lambda settings, **options: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
         "sys.modules['app.jobs.worker'] = fake\n"
         "from app.cli import main\nmain(['worker'])\n"
     )

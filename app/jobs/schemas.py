@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from app.calc.spec import LoraSpec
 from app.jobs.spec import OPTIMIZERS, SCHEDULERS
+from app.jobs.spec import TRAINING_RANGES as RANGES
 
 # Schedulers that transformers builds without lr_scheduler_kwargs; jobs take no kwargs, so the others are refused.
 SCHEDULERS_NEEDING_KWARGS = {
@@ -65,24 +66,24 @@ class TrainingSpec(BaseModel):
     # strict: "8" is not 8 in the API; the HTML form converts its strings before validating
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    learning_rate: float = Field(2e-4, gt=0, le=1, description="Peak learning rate of the optimizer.")
+    learning_rate: Annotated[float, RANGES["learning_rate"]] = Field(2e-4, description="Peak learning rate of the optimizer.")
     lr_scheduler_type: SchedulerName = Field("linear", description="Shape of the learning-rate schedule after warmup.")
-    warmup_steps: int = Field(2, ge=0, description="Optimizer steps of linear warmup from 0 to learning_rate.")
-    weight_decay: float = Field(0.0, ge=0, le=1, description="Decoupled weight decay of AdamW.")
-    max_steps: int = Field(30, ge=-1, description="Optimizer steps to run; -1 runs num_train_epochs instead.")
-    num_train_epochs: float = Field(1.0, gt=0, le=100, description="Passes over the data when max_steps is -1.")
-    per_device_train_batch_size: int = Field(4, ge=1, le=256, description="Examples per micro-batch.")
-    gradient_accumulation_steps: int = Field(1, ge=1, le=256, description="Micro-batches per optimizer step.")
-    max_seq_length: int = Field(256, ge=8, description="Longest tokenised example, in tokens; longer ones are truncated.")
+    warmup_steps: Annotated[int, RANGES["warmup_steps"]] = Field(2, description="Optimizer steps of linear warmup from 0 to learning_rate.")
+    weight_decay: Annotated[float, RANGES["weight_decay"]] = Field(0.0, description="Decoupled weight decay of AdamW.")
+    max_steps: Annotated[int, RANGES["max_steps"]] = Field(30, description="Optimizer steps to run; -1 runs num_train_epochs instead.")
+    num_train_epochs: Annotated[float, RANGES["num_train_epochs"]] = Field(1.0, description="Passes over the data when max_steps is -1.")
+    per_device_train_batch_size: Annotated[int, RANGES["per_device_train_batch_size"]] = Field(4, description="Examples per micro-batch.")
+    gradient_accumulation_steps: Annotated[int, RANGES["gradient_accumulation_steps"]] = Field(1, description="Micro-batches per optimizer step.")
+    max_seq_length: Annotated[int, RANGES["max_seq_length"]] = Field(256, description="Longest tokenised example, in tokens; longer ones are truncated.")
     packing: bool = Field(False, description="Concatenate short examples into full-length sequences.")
-    seed: int = Field(42, ge=0, description="Seed of the adapter initialisation, shuffling and dropout.")
+    seed: Annotated[int, RANGES["seed"]] = Field(42, description="Seed of the adapter initialisation, shuffling and dropout.")
     gradient_checkpointing: bool = Field(False, description="Recompute activations in the backward pass to save memory.")
-    max_grad_norm: float = Field(1.0, ge=0, description="Gradient clipping threshold; 0 turns clipping off.")
+    max_grad_norm: Annotated[float, RANGES["max_grad_norm"]] = Field(1.0, description="Gradient clipping threshold; 0 turns clipping off.")
     optim: OptimizerName = Field("adamw_torch_fused", description="Optimizer (TrainingArguments' default).")
-    adam_beta1: float = Field(0.9, ge=0, lt=1, description="AdamW's decay rate of the gradient average.")
-    adam_beta2: float = Field(0.999, ge=0, lt=1, description="AdamW's decay rate of the squared-gradient average.")
-    adam_epsilon: float = Field(1e-8, gt=0, le=1, description="AdamW's term added to the denominator for stability.")
-    eval_steps: int | None = Field(10, ge=1, description="Evaluate on the held-out split every this many steps (and after the last); empty: after the last only.")
+    adam_beta1: Annotated[float, RANGES["adam_beta1"]] = Field(0.9, description="AdamW's decay rate of the gradient average.")
+    adam_beta2: Annotated[float, RANGES["adam_beta2"]] = Field(0.999, description="AdamW's decay rate of the squared-gradient average.")
+    adam_epsilon: Annotated[float, RANGES["adam_epsilon"]] = Field(1e-8, description="AdamW's term added to the denominator for stability.")
+    eval_steps: Annotated[int, RANGES["eval_steps"]] | None = Field(10, description="Evaluate on the held-out split every this many steps (and after the last); empty: after the last only.")
 
     @field_validator("learning_rate", "weight_decay", "num_train_epochs", "max_grad_norm", "adam_epsilon")
     @classmethod

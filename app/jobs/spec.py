@@ -6,6 +6,8 @@ import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from annotated_types import Interval
+
 from app.settings import Settings
 
 SCHEDULERS = (
@@ -64,24 +66,39 @@ class TrainingConfig:
         return max(1, math.ceil(self.num_train_epochs * train_rows / rows_per_step))
 
 
-_NUMBER_RULES: dict[str, tuple[type, float | None, float | None]] = {
-    # name: (type, smallest allowed, largest allowed); None leaves that end open
-    "learning_rate": (float, 0.0, 10.0),
-    "warmup_steps": (float, 0.0, None),
-    "weight_decay": (float, 0.0, 10.0),
-    "max_steps": (int, -1, None),
-    "num_train_epochs": (float, 0.0, 1000.0),
-    "per_device_train_batch_size": (int, 1, 4096),
-    "gradient_accumulation_steps": (int, 1, 4096),
-    "max_seq_length": (int, 8, None),
-    "seed": (int, 0, 2**32 - 1),
-    "max_grad_norm": (float, 0.0, None),
-    "adam_beta1": (float, 0.0, 1.0),
-    "adam_beta2": (float, 0.0, 1.0),
-    "adam_epsilon": (float, 0.0, 1.0),
-    "eval_steps": (int, 1, None),
-    "sample_max_new_tokens": (int, 1, 512),
+# The one table of allowed ranges: TrainingSpec (the API and the form) and parse_training (the trainer) both read it.
+TRAINING_RANGES: dict[str, Interval] = {
+    "learning_rate": Interval(gt=0, le=1),
+    "warmup_steps": Interval(ge=0),
+    "weight_decay": Interval(ge=0, le=1),
+    "max_steps": Interval(ge=-1),  # -1 trains for num_train_epochs; 0 is refused separately
+    "num_train_epochs": Interval(gt=0, le=100),
+    "per_device_train_batch_size": Interval(ge=1, le=256),
+    "gradient_accumulation_steps": Interval(ge=1, le=256),
+    "max_seq_length": Interval(ge=8),
+    "seed": Interval(ge=0, le=2**32 - 1),  # numpy's seeds, which transformers.set_seed also sets, stop here
+    "max_grad_norm": Interval(ge=0),
+    "adam_beta1": Interval(ge=0, lt=1),
+    "adam_beta2": Interval(ge=0, lt=1),
+    "adam_epsilon": Interval(gt=0, le=1),
+    "eval_steps": Interval(ge=1),
+    "sample_max_new_tokens": Interval(ge=1, le=512),
 }
+INTEGER_FIELDS = frozenset({
+    "max_steps", "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length", "seed", "eval_steps",
+    "sample_max_new_tokens",
+})
+
+
+def range_violation(value: float, interval: Interval) -> str | None:
+    """Why value lies outside interval ("must be at most 1"), or None when it is inside."""
+    checks = (("gt", "greater than", lambda bound: value > bound), ("ge", "at least", lambda bound: value >= bound),
+              ("lt", "less than", lambda bound: value < bound), ("le", "at most", lambda bound: value <= bound))
+    for name, words, holds in checks:
+        bound = getattr(interval, name)
+        if bound is not None and not holds(bound):
+            return f"must be {words} {bound:g}"
+    return None
 
 
 def parse_training(values: dict[str, Any], settings: Settings) -> TrainingConfig:
@@ -94,10 +111,6 @@ def parse_training(values: dict[str, Any], settings: Settings) -> TrainingConfig
     for name, value in values.items():
         checked[name] = _check_field(name, value)
     config = TrainingConfig(**checked)
-    if config.learning_rate <= 0:
-        raise SpecError("training.learning_rate", "must be greater than 0")
-    if config.num_train_epochs <= 0 and config.max_steps <= 0:
-        raise SpecError("training.num_train_epochs", "must be greater than 0 when max_steps is not set")
     if config.max_steps == 0:
         raise SpecError("training.max_steps", "must be -1 (use num_train_epochs) or at least 1")
     if config.max_seq_length > settings.max_seq_length:
@@ -137,20 +150,18 @@ def _check_field(name: str, value: Any) -> Any:
         return value
     if name == "eval_steps" and value is None:
         return None
-    kind, low, high = _NUMBER_RULES[name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(where, f"must be a number, got {value!r}")
-    if kind is int and not float(value).is_integer():
-        raise SpecError(where, f"must be a whole number, got {value!r}")
     if not math.isfinite(value):
         raise SpecError(where, "must be finite")
-    if low is not None and value < low:
-        raise SpecError(where, f"must be at least {low:g}, got {value!r}")
-    if high is not None and value > high:
-        raise SpecError(where, f"must be at most {high:g}, got {value!r}")
+    if name in INTEGER_FIELDS and not float(value).is_integer():
+        raise SpecError(where, f"must be a whole number, got {value!r}")
+    violation = range_violation(value, TRAINING_RANGES[name])
+    if violation:
+        raise SpecError(where, f"{violation}, got {value!r}")
     if name == "warmup_steps":
         # transformers 5 reads a value below 1 as a fraction of the total steps and anything else as a count.
         if value >= 1 and not float(value).is_integer():
             raise SpecError(where, f"must be a whole number of steps or a fraction below 1, got {value!r}")
         return float(value) if value < 1 else int(value)
-    return int(value) if kind is int else float(value)
+    return int(value) if name in INTEGER_FIELDS else float(value)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from pydantic import ValidationError
 
+from app.jobs.schemas import TrainingSpec
+from app.jobs.spec import INTEGER_FIELDS, TRAINING_RANGES, SpecError, TrainingConfig, check_total_steps, parse_training
 from app.settings import Settings
-from app.jobs.spec import SpecError, TrainingConfig, check_total_steps, parse_training
 
 SETTINGS = Settings(max_steps=100, max_seq_length=512)
 
@@ -45,7 +47,9 @@ def test_total_steps_come_from_max_steps_or_epochs():
         ({"packing": "yes"}, "training.packing", "true or false"),
         ({"lr_scheduler_type": "step"}, "training.lr_scheduler_type", "one of"),
         ({"optim": "adamw_bnb_8bit"}, "training.optim", "one of"),
-        ({"adam_beta2": 1.5}, "training.adam_beta2", "at most 1"),
+        ({"adam_beta2": 1.0}, "training.adam_beta2", "less than 1"),
+        ({"learning_rate": 5}, "training.learning_rate", "at most 1"),
+        ({"seed": 2**40}, "training.seed", "at most"),
         ({"weight_decay": float("nan")}, "training.weight_decay", "finite"),
         ({"batch_size": 8}, "training.batch_size", "unknown"),
     ],
@@ -54,3 +58,34 @@ def test_bad_values_name_the_field_and_the_reason(values, field, reason):
     with pytest.raises(SpecError) as error:
         parse_training(values, SETTINGS)
     assert error.value.field == field and reason in error.value.reason
+
+
+def just_outside(interval, integer: bool) -> list[float]:
+    """Values a step past each end of the interval."""
+    step = 1 if integer else 0.5
+    values = []
+    if interval.gt is not None:
+        values.append(interval.gt)
+    if interval.ge is not None:
+        values.append(interval.ge - step)
+    if interval.lt is not None:
+        values.append(interval.lt)
+    if interval.le is not None:
+        values.append(interval.le + step)
+    return values
+
+
+API_BOUNDED = sorted(set(TRAINING_RANGES) & set(TrainingSpec.model_fields))
+
+
+@pytest.mark.parametrize("name", API_BOUNDED)
+def test_the_api_and_the_trainer_refuse_the_same_out_of_range_values(name):
+    settings = Settings(max_steps=10**9, max_seq_length=10**9)
+    integer = name in INTEGER_FIELDS
+    for value in just_outside(TRAINING_RANGES[name], integer):
+        value = int(value) if integer else float(value)
+        with pytest.raises(ValidationError):
+            TrainingSpec.model_validate({name: value})
+        with pytest.raises(SpecError) as error:
+            parse_training({name: value}, settings)
+        assert error.value.field == f"training.{name}"
