@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
-from sqlalchemy import event
+from sqlalchemy import event, inspect, text
 from sqlalchemy.exc import DatabaseError
 from sqlalchemy.engine import Engine
 from sqlmodel import SQLModel, create_engine
 
 from app.settings import Settings
+
+logger = logging.getLogger(__name__)
 
 
 def make_engine(settings: Settings) -> Engine:
@@ -38,9 +41,30 @@ def init_db(engine: Engine, attempts: int = 5) -> None:
     for attempt in range(1, attempts + 1):
         try:
             SQLModel.metadata.create_all(engine)
+            add_missing_columns(engine)
             return
         except DatabaseError:
             # Another process created a table between our existence check and our CREATE: look again.
             if attempt == attempts:
                 raise
             time.sleep(0.1 * attempt)
+
+
+def add_missing_columns(engine: Engine) -> None:
+    """Add the nullable columns a newer version declares to tables an older one created, keeping their rows.
+
+    create_all makes missing tables only; a database from before a new measured figure would otherwise fail
+    on every read of its jobs. Anything beyond a new nullable column needs a real migration.
+    """
+    existing = inspect(engine)
+    for table in SQLModel.metadata.sorted_tables:
+        present = {column["name"] for column in existing.get_columns(table.name)}
+        for column in table.columns:
+            if column.name in present:
+                continue
+            if not column.nullable:
+                raise RuntimeError(f"table {table.name} lacks the required column {column.name}: migrate the database")
+            column_type = column.type.compile(dialect=engine.dialect)
+            with engine.begin() as connection:
+                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}'))
+            logger.info("added column %s.%s (%s) to an existing database", table.name, column.name, column_type)

@@ -49,6 +49,7 @@ class JobFigures(SQLModel):
     predicted_memory_bytes: int | None = Field(default=None, sa_type=BigInteger, description="app.calc's estimate.")
     final_train_loss: float | None = None
     final_eval_loss: float | None = None
+    final_exact_match: float | None = Field(default=None, description="Held-out exact match (0-1) after the last step; synthetic task only.")
     samples_before: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, description="Answers before training.")
     samples_after: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, description="Answers after training.")
 

@@ -29,7 +29,7 @@ PARENT_CHECK_SECONDS = 1.0
 SHUTDOWN_ERROR = "interrupted: the worker was shut down during the run"
 MEASURED_FIELDS = (
     "device", "trainable_params", "total_params", "peak_memory_bytes",
-    "samples_before", "samples_after", "final_train_loss", "final_eval_loss",
+    "samples_before", "samples_after", "final_train_loss", "final_eval_loss", "final_exact_match",
 )
 START_FIELDS = ("device", "total_steps", "trainable_params", "total_params", "samples_before")
 

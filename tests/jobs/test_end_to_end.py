@@ -57,6 +57,7 @@ def test_a_job_trains_streams_every_step_and_its_adapter_downloads(server_factor
     assert job["device"].startswith("cpu") and job["peak_memory_bytes"] > 0 and job["predicted_memory_bytes"] > 0
     assert job["trainable_params"] == job["predicted_trainable_params"] > 0
     assert job["final_eval_loss"] is not None and len(job["samples_after"]) == len(job["samples_before"]) > 0
+    assert 0 <= job["final_exact_match"] <= 1  # addition is scored by exact match
     adapter = httpx.get(f"{server.url}/api/jobs/{job_id}/adapter")
     names = zipfile.ZipFile(io.BytesIO(adapter.content)).namelist()
     assert "adapter_config.json" in names and "adapter_model.safetensors" in names

@@ -6,6 +6,7 @@ import json
 import re
 
 from app.jobs import queue
+from app.jobs.models import JobStatus
 from tests.jobs.sse_client import parse_events
 from tests.web.test_jobs_api import SMALL_JOB, finished_job_with_metrics
 
@@ -194,3 +195,19 @@ def test_the_calculators_train_link_prefills_a_job_form_that_queues_the_same_con
     assert job["config"]["lora"]["rank_pattern"] == {"q_proj": 4}
     assert job["config"]["lora"]["target_modules"] == ["q_proj", "v_proj"]
     assert job["config"]["training"]["per_device_train_batch_size"] == 2
+
+
+def test_the_exact_match_score_shows_per_evaluation_and_at_the_end(app, client):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    engine = app.state.engine
+    queue.claim_next_job(engine, "test-worker", 30)
+    queue.append_metric(engine, job_id, {"step": 1, "train_loss": 3.0, "eval_loss": 2.5, "exact_match": 0.12})
+    queue.append_metric(engine, job_id, {"step": 2, "train_loss": 2.0, "eval_loss": 1.5, "exact_match": 0.64})
+    queue.finish_job(engine, job_id, "test-worker", JobStatus.succeeded, {"final_eval_loss": 1.5, "final_exact_match": 0.64})
+    assert client.get(f"/api/jobs/{job_id}").json()["final_exact_match"] == 0.64
+    html = client.get(f"/jobs/{job_id}").text
+    assert '<th scope="col" class="num">exact match</th>' in html
+    assert '<td class="num">12%</td>' in html and '<td class="num">64%</td>' in html
+    assert "exact match on held-out answers 64%" in html
+    assert "64% of held-out answers (step 2)" in html
+    assert "exact match" not in client.get(f"/jobs/{finished_job_with_metrics(app, client, steps=2)}").text

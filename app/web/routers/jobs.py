@@ -108,6 +108,7 @@ def job_page(request: Request, job: JobDep, session: SessionDep, library: Librar
     metrics = service.metrics_after(session, job.id)
     return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None) | {
         "metrics": metrics,
+        "has_exact_match": any(point.exact_match is not None for point in metrics),
         "chart_points": [point.model_dump(mode="json", include=CHART_FIELDS) for point in metrics],
         "param_slugs": set(library.params),
         "live": public.status not in FINISHED_STATUSES,
