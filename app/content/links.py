@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
-# Training fields the calculator uses for its memory estimate; other training fields live on the job form.
-CALCULATOR_TRAINING_FIELDS = frozenset(
-    {"per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length", "gradient_checkpointing", "optim"}
-)
+# Training fields the calculator has (memory estimate, learning-rate lint); other training fields live on the job form.
+# tests/web/test_calculator.py fails when this and the calculator's form drift apart.
+CALCULATOR_TRAINING_FIELDS = frozenset({
+    "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length", "gradient_checkpointing", "optim",
+    "learning_rate",
+})
 
 
 def try_it_url(slug: str, kind: str) -> str:

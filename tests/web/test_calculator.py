@@ -99,3 +99,13 @@ def test_every_try_it_link_to_the_calculator_focuses_a_field(app):
         if try_it_url(slug, page.meta.kind).startswith("/calculator") and focused_field(slug) is None
     ]
     assert unmapped == []
+
+
+def test_every_training_page_for_a_calculator_field_links_its_try_it_to_the_calculator(app):
+    from app.calc.form import FIELDS
+    from app.content.links import try_it_url
+
+    for field in FIELDS:
+        page = app.state.library.params.get(field.page) if field.page else None
+        if page is not None:
+            assert try_it_url(page.slug, page.meta.kind).startswith("/calculator"), page.slug

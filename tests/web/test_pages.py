@@ -78,7 +78,7 @@ def test_parameter_page_has_link_preview_tags_and_anchors(client):
     response = client.get("/params/r")
     html = response.text
     assert response.status_code == 200
-    assert re.search(r"<title>[^<]*r[^<]*— Lorapedia</title>", html)
+    assert "<title>r — LoRA rank — Lorapedia</title>" in html  # the field name once: every title starts with it
     assert '<link rel="canonical" href="http://testserver/params/r">' in html
     for tag in ('property="og:title"', 'property="og:description"', 'name="twitter:card"', 'name="description"'):
         assert tag in html
@@ -87,8 +87,9 @@ def test_parameter_page_has_link_preview_tags_and_anchors(client):
     assert "Pages that link here" in html
 
 
-def test_training_parameter_try_it_opens_the_job_form(client):
-    assert 'href="/jobs/new?focus=learning_rate"' in client.get("/params/learning_rate").text
+def test_try_it_opens_the_calculator_for_its_fields_and_the_job_form_for_the_rest(client):
+    assert 'href="/calculator?focus=learning_rate"' in client.get("/params/learning_rate").text
+    assert 'href="/jobs/new?focus=weight_decay"' in client.get("/params/weight_decay").text
 
 
 def test_unknown_slug_gets_a_404_page_with_suggestions(client):
@@ -160,3 +161,9 @@ def test_public_url_setting_sets_canonical_and_preview_urls(settings):
         html = proxied.get("/params/r").text
     assert '<link rel="canonical" href="https://lorapedia.example.org/params/r">' in html
     assert 'property="og:url" content="https://lorapedia.example.org/params/r"' in html
+
+
+def test_the_template_written_sections_of_a_parameter_page_have_anchors_and_copy_links(client):
+    html = client.get("/params/lora_alpha").text
+    for anchor in ("references", "related", "backlinks"):
+        assert f'id="{anchor}"' in html and f'href="#{anchor}"' in html and f'data-copy-link="#{anchor}"' in html, anchor
