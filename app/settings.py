@@ -6,7 +6,7 @@ import os
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ class Settings(BaseSettings):
     max_seq_length: int = Field(1024, ge=8, description="Longest sequence a job may train on, in tokens.")
     max_dataset_bytes: int = Field(2_000_000, ge=1, description="Size limit of a pasted JSONL dataset, in bytes.")
     max_dataset_rows: int = Field(5_000, ge=1, description="Rows a pasted JSONL dataset may hold at most.")
-    max_body_bytes: int = Field(4_000_000, ge=1024, description="Largest request body accepted, in bytes (above max_dataset_bytes, so a pasted dataset gets its own error).")
+    max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted, in bytes; at least 3x max_dataset_bytes, since a form sends a paste percent-encoded (up to 3 bytes per character) and an oversized paste should get the dataset's own error.")
     lease_seconds: float = Field(30.0, gt=0, description="A running job whose worker has not heartbeated for this long is marked interrupted.")
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews the lease of its running job.")
     poll_seconds: float = Field(0.1, gt=0, description="How often an idle worker and the SSE stream poll the database.")
@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         "threads sharing a busy CPU wait on each other at every parallel region (SmolLM2's first answer took 64 s "
         "instead of 4 s on a busy 2-core machine); sleeping waiters cost little on an idle one.",
     )
+
+    @model_validator(mode="after")
+    def _body_holds_an_encoded_dataset(self) -> Settings:
+        if self.max_body_bytes < 3 * self.max_dataset_bytes:
+            raise ValueError(f"max_body_bytes ({self.max_body_bytes}) must be at least 3 x max_dataset_bytes "
+                             f"({3 * self.max_dataset_bytes}): a form percent-encodes a pasted dataset")
+        return self
 
     @property
     def sqlalchemy_url(self) -> str:

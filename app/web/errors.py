@@ -7,7 +7,7 @@ import math
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -38,8 +38,22 @@ def validation_detail(errors: list[dict]) -> list[dict]:
     ]
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-    return JSONResponse({"detail": validation_detail(list(exc.errors()))}, status_code=422)
+async def _validation_error(request: Request, exc: RequestValidationError) -> Response:
+    return error_response(request, validation_detail(list(exc.errors())))
+
+
+def error_response(request: Request, detail: list[dict]) -> Response:
+    """A 422 listing each field and reason: JSON for the API, a page for a browser.
+
+    Forms validate their own fields and answer inline; this page is for what never reaches a form's
+    handler (a path like /jobs/abc, a body over the size limit). An htmx request gets the page in
+    place of the whole body, since the element it meant to swap cannot show it.
+    """
+    if wants_json(request):
+        return JSONResponse({"detail": detail}, status_code=422)
+    errors = [{"field": ".".join(str(part) for part in error["loc"][1:]), "msg": error["msg"]} for error in detail]
+    headers = {"HX-Retarget": "body", "HX-Reswap": "innerHTML"} if request.headers.get("hx-request") else None
+    return render(request, "pages/bad_request.html", {"errors": errors}, status_code=422, headers=headers)
 
 
 # FastAPI's answer when it cannot decode a body at all (invalid UTF-8, JSON nested past the parser's limit).
@@ -49,7 +63,7 @@ UNREADABLE_BODY = "There was an error parsing the body"
 async def _http_error(request: Request, exc: StarletteHTTPException):
     if exc.status_code == 400 and exc.detail == UNREADABLE_BODY:
         reason = "the body could not be read: it must be UTF-8 JSON nested less than about 1,000 levels deep"
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": reason, "type": "body_unreadable"}]}, status_code=422)
+        return error_response(request, [{"loc": ["body"], "msg": reason, "type": "body_unreadable"}])
     if exc.status_code == 404 and not wants_json(request):
         library = request.app.state.library
         missing = request.url.path.rstrip("/").rsplit("/", 1)[-1]
@@ -68,9 +82,9 @@ class BodySizeLimit:
     def __init__(self, app: ASGIApp, max_body_bytes: int):
         self.app, self.max_body_bytes = app, max_body_bytes
 
-    def _response(self, size: str) -> JSONResponse:
+    def _response(self, scope: Scope, size: str) -> Response:
         reason = f"request body is {size} bytes; the limit is {self.max_body_bytes} bytes"
-        return JSONResponse({"detail": [{"loc": ["body"], "msg": reason, "type": "body_too_large"}]}, status_code=422)
+        return error_response(Request(scope), [{"loc": ["body"], "msg": reason, "type": "body_too_large"}])
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -78,7 +92,7 @@ class BodySizeLimit:
             return
         declared = dict(scope.get("headers") or []).get(b"content-length")
         if declared is not None and declared.isdigit() and int(declared) > self.max_body_bytes:
-            await self._response(declared.decode())(scope, receive, send)
+            await self._response(scope, declared.decode())(scope, receive, send)
             return
         # A chunked body has no length up front: read it here, up to the limit, then hand it on.
         # (An error raised while the app reads the body would reach the client as a 400, not a 422.)
@@ -92,7 +106,7 @@ class BodySizeLimit:
             chunks.append(message.get("body", b""))
             received += len(chunks[-1])
             if received > self.max_body_bytes:
-                await self._response(f"over {self.max_body_bytes}")(scope, receive, send)
+                await self._response(scope, f"over {self.max_body_bytes}")(scope, receive, send)
                 return
             more_body = message.get("more_body", False)
         body = b"".join(chunks)
@@ -115,4 +129,4 @@ def install(app: FastAPI, settings: Settings) -> None:
     app.add_middleware(BodySizeLimit, max_body_bytes=settings.max_body_bytes)
 
 
-__all__ = ["install", "validation_detail", "wants_json"]
+__all__ = ["error_response", "install", "validation_detail", "wants_json"]

@@ -36,3 +36,37 @@ def test_an_unreadable_body_gets_422_naming_the_body(client):
         response = client.post("/api/calc", content=body, headers={"content-type": "application/json"})
         assert response.status_code == 422, body[:20]
         assert response.json()["detail"][0]["loc"] == ["body"]
+
+
+def test_a_page_route_with_a_bad_path_gets_an_html_page_naming_the_field(client):
+    response = client.get("/jobs/abc")
+    assert response.status_code == 422 and response.headers["content-type"].startswith("text/html")
+    assert "<code>job_id</code>" in response.text and "<html" in response.text
+    assert client.get("/api/jobs/abc").json()["detail"][0]["loc"] == ["path", "job_id"]
+
+
+def test_a_form_body_over_the_limit_gets_a_page_and_an_htmx_form_gets_it_in_place_of_the_body(client, settings):
+    form = {"dataset_jsonl": "x" * (settings.max_body_bytes + 1)}
+    response = client.post("/jobs/new", data=form)
+    assert response.status_code == 422 and "the limit is" in response.text and "<html" in response.text
+    partial = client.post("/jobs/new", data=form, headers={"HX-Request": "true"})
+    assert partial.status_code == 422 and partial.headers["HX-Retarget"] == "body"
+
+
+def test_a_paste_just_over_the_dataset_limit_gets_the_inline_dataset_error_even_percent_encoded(client, settings):
+    # '{' and '"' take 3 bytes each in a form body: the paste's own limit must speak before the body limit
+    line = '{"prompt": "q", "response": "a"}\n'
+    pasted = line * (settings.max_dataset_bytes // len(line) + 1)
+    response = client.post("/jobs/new", data={"model": "tiny-llama", "dataset_jsonl": pasted})
+    assert response.status_code == 422 and 'id="job-form"' in response.text
+    assert "the limit is" not in response.text and f"at most {settings.max_dataset_bytes:,} bytes are allowed" in response.text
+
+
+def test_settings_refuse_a_body_limit_that_an_encoded_paste_would_hit_first():
+    import pytest
+    from pydantic import ValidationError
+
+    from app.settings import Settings
+
+    with pytest.raises(ValidationError, match="3 x max_dataset_bytes"):
+        Settings(max_dataset_bytes=2_000_000, max_body_bytes=4_000_000)

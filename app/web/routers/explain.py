@@ -13,7 +13,7 @@ from starlette.datastructures import UploadFile
 from app.calc.errors import CalcInputError
 from app.calc.explain import Explanation, explain
 from app.calc.form import parse_json
-from app.web.deps import CatalogueDep, LibraryDep
+from app.web.deps import CatalogueDep, LibraryDep, SettingsDep
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -57,9 +57,9 @@ def explain_form(request: Request, library: LibraryDep):
 
 
 @router.post("/explain", response_class=HTMLResponse)
-async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep):
+async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep, settings: SettingsDep):
     """Explain the posted adapter_config.json (pasted, or uploaded as a file)."""
-    form = await request.form()
+    form = await request.form(max_part_size=settings.max_body_bytes)  # Starlette's default stops at 1 MB
     values = {key: value for key, value in form.items() if isinstance(value, str)}
     upload = form.get("adapter_file")
     if isinstance(upload, UploadFile) and upload.filename:

@@ -84,7 +84,9 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
 
     The "Preview the data" button shows the rows the job would train on without queueing anything.
     """
-    submitted = {key: value for key, value in (await request.form()).items() if isinstance(value, str)}
+    # Starlette caps a form field at 1 MB by default; a pasted dataset may be larger (the body limit still holds)
+    fields = await request.form(max_part_size=settings.max_body_bytes)
+    submitted = {key: value for key, value in fields.items() if isinstance(value, str)}
     if submitted.pop("action", "") == "preview":
         preview, errors = data_preview(settings, submitted)
         context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors) | {"preview": preview}
