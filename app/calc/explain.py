@@ -131,7 +131,10 @@ def explain(
     try:
         request = CalcRequest(model=entry.id if entry else None, model_config=model_config, lora=spec)
         explanation.result = compute(request, catalogue)
-    except (CalcInputError, ValidationError) as error:
-        message = error.message if isinstance(error, CalcInputError) else "; ".join(d["msg"] for d in error.errors())
-        problems.append(message)
+    except CalcInputError as error:
+        if model_config is not None and error.loc[:1] == ("model_config",):
+            raise  # the pasted config.json is the caller's input, not a flaw of the adapter: refuse it with its field
+        problems.append(error.message)
+    except ValidationError as error:
+        problems.append("; ".join(d["msg"] for d in error.errors()))
     return explanation

@@ -120,6 +120,13 @@ def test_explain_bad_input(client):
         ({"peft_type": "LORA", "base_model_name_or_path": {"id": "gpt2"}}, ["body", "adapter_config", "base_model_name_or_path"],
          "must be a string"),
         ({"peft_type": "LORA", "base_model_name_or_path": 7}, ["body", "adapter_config", "base_model_name_or_path"], "got 7"),
+        # the pasted config.json is the caller's input, not part of the adapter being explained
+        ({"adapter_config": {"r": 8}, "model_config": {"model_type": ["llama"]}}, ["body", "model_config", "model_type"],
+         "model_type must be a string"),
+        ({"adapter_config": {"r": 8}, "model_config": {"model_type": "bogus"}}, ["body", "model_config", "model_type"],
+         "supported: gemma"),
+        ({"adapter_config": {"r": 8}, "model_config": {"model_type": "llama"}}, ["body", "model_config", "hidden_size"],
+         "is required"),
     ],
 )
 def test_explain_bad_field_gets_422_naming_it(client, body, loc, words):
@@ -130,8 +137,7 @@ def test_explain_bad_field_gets_422_naming_it(client, body, loc, words):
     ("body", "words"),
     [
         ({"peft_type": "LORA", "lora_alpha": HUGE, "base_model_name_or_path": "gpt2"}, "beyond the range of a float"),
-        ({"adapter_config": {"r": 8}, "model_config": {"model_type": ["llama"]}}, "model_type must be a string"),
-        ({"adapter_config": {"r": 8}, "model_config": {"model_type": {"a": 1}}}, "model_type must be a string"),
+        ({"peft_type": "LORA", "r": 8, "target_modules": ["no_such_module"], "base_model_name_or_path": "gpt2"}, "no_such_module"),
     ],
 )
 def test_explain_reports_bad_values_as_problems(client, body, words):
