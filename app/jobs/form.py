@@ -124,12 +124,14 @@ def parse_form(form: Mapping[str, str]) -> JobCreate:
     jsonl = (form.get("dataset_jsonl") or "").strip()
     payload["dataset_jsonl"] = jsonl or None
     payload["dataset"] = None if jsonl else (form.get("dataset") or None)
+    # Validate what did parse as well, so one round trip shows every bad field, not only the unreadable ones.
+    try:
+        request = JobCreate.model_validate(payload)
+    except ValidationError as error:
+        raise FormErrors({field_name(item["loc"]): item["msg"] for item in error.errors()} | errors) from error
     if errors:
         raise FormErrors(errors)
-    try:
-        return JobCreate.model_validate(payload)
-    except ValidationError as error:
-        raise FormErrors({field_name(item["loc"]): item["msg"] for item in error.errors()}) from error
+    return request
 
 
 _DEFAULT = object()

@@ -61,7 +61,11 @@ def test_each_bad_field_gets_its_own_message():
     assert set(caught.value.errors) == {"r", "max_steps"}
     with pytest.raises(FormErrors) as caught:
         parse_form({"model": "tiny-llama", "dataset": "addition", "lora_dropout": "1.0", "rank_pattern": "{bad"})
-    assert set(caught.value.errors) == {"rank_pattern"}
+    assert set(caught.value.errors) == {"rank_pattern", "lora_dropout"}, "an unreadable field hides no other error"
+    with pytest.raises(FormErrors) as caught:
+        parse_form({"model": "tiny-llama", "dataset": "addition", "r": "0", "learning_rate": "abc", "max_steps": "0"})
+    assert set(caught.value.errors) == {"r", "learning_rate", "max_steps"}
+    assert "is not a number" in caught.value.errors["learning_rate"]
     with pytest.raises(FormErrors) as caught:
         parse_form({"model": "tiny-llama", "dataset": "addition", "lora_dropout": "1.0"})
     assert "lora_dropout" in caught.value.errors
