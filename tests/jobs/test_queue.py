@@ -28,9 +28,13 @@ def test_racing_workers_never_claim_a_job_twice(settings, engine, enqueue):
     job_ids = [enqueue() for _ in range(40)]
     claims: list[tuple[str, int]] = []
     lock = threading.Lock()
+    start_together = threading.Barrier(4)
 
     def worker(name: str) -> None:
         own_engine = make_engine(settings)  # a worker process has its own engine and connections
+        with own_engine.connect():
+            pass
+        start_together.wait(timeout=30)  # connected first, so no thread gets a head start on the queue
         while (job_id := queue.claim_next_job(own_engine, name, lease_seconds=30)) is not None:
             with lock:
                 claims.append((name, job_id))
