@@ -58,7 +58,35 @@
     if (!this.push(point)) return;
     this.plot.setData(this.columns);
     this.holder.dataset.points = String(this.columns[0].length);
+    appendMetricRow(point);
   };
+
+  // The same formats as the server-rendered rows of templates/jobs/detail.html.
+  function formatMetric(key, value) {
+    if (value === null || value === undefined) return "";
+    if (key === "step") return String(value);
+    if (key === "exact_match") return Math.round(100 * value) + "%";
+    if (key === "learning_rate") return String(Number(value.toPrecision(3)));
+    if (key === "grad_norm") return value.toFixed(3);
+    if (key === "tokens_per_second") return value.toFixed(0);
+    return value.toFixed(4);
+  }
+
+  // Keep the "Metric rows" table (the chart's text alternative) in step with the chart.
+  function appendMetricRow(point) {
+    var body = document.getElementById("metric-rows");
+    if (!body) return;
+    var row = document.createElement("tr");
+    body.parentNode.querySelectorAll("thead th[data-key]").forEach(function (header) {
+      var cell = document.createElement("td");
+      cell.className = "num";
+      cell.textContent = formatMetric(header.dataset.key, point[header.dataset.key]);
+      row.appendChild(cell);
+    });
+    body.appendChild(row);
+    var count = document.getElementById("metric-row-count");
+    if (count) count.textContent = String(body.rows.length);
+  }
 
   function showFocusedField() {
     var focused = document.querySelector("#job-form .form-field.focused");

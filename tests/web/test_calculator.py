@@ -109,3 +109,13 @@ def test_every_training_page_for_a_calculator_field_links_its_try_it_to_the_calc
         page = app.state.library.params.get(field.page) if field.page else None
         if page is not None:
             assert try_it_url(page.slug, page.meta.kind).startswith("/calculator"), page.slug
+
+
+def test_the_pinned_summary_swaps_with_the_results(client):
+    fragment = client.get("/calculator?model=tiny-llama&r=4&target_modules=q_proj", headers={"HX-Request": "true"}).text
+    assert fragment.lstrip().startswith('<section id="calc-results"')
+    summary = fragment.split('id="calc-summary"', 1)[1].split("</p>", 1)[0]
+    assert "<strong>1.02K</strong> trainable" in summary  # 2 layers x 4 x (64 + 64) = 1,024
+    assert "scaling <strong>2</strong>" in summary  # lora_alpha defaults to 8: 8 / 4
+    warned = client.get("/calculator?model=tiny-llama&r=16&lora_alpha=4", headers={"HX-Request": "true"}).text
+    assert "warning" in warned.split('id="calc-summary"', 1)[1].split("</p>", 1)[0]

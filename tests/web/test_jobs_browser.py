@@ -33,6 +33,9 @@ def test_a_job_launched_from_the_form_draws_its_curve_and_moves_its_progress_bar
 
     page.wait_for_function("document.getElementById('job-status').textContent.trim() === 'succeeded'", timeout=120_000)
     assert page.evaluate(chart_points) == 60
+    # the table beside the chart (its text alternative) grew with it, one row per step, exact match included
+    assert page.locator("#metric-rows tr").count() == 60 and page.locator("#metric-row-count").text_content() == "60"
+    assert page.locator("#metric-rows tr").nth(29).locator("td").nth(3).text_content().endswith("%")  # inside closed <details>
     assert page.locator("a[href$='/adapter']").count() == 1
 
 

@@ -206,8 +206,11 @@ def test_the_exact_match_score_shows_per_evaluation_and_at_the_end(app, client):
     queue.finish_job(engine, job_id, "test-worker", JobStatus.succeeded, {"final_eval_loss": 1.5, "final_exact_match": 0.64})
     assert client.get(f"/api/jobs/{job_id}").json()["final_exact_match"] == 0.64
     html = client.get(f"/jobs/{job_id}").text
-    assert '<th scope="col" class="num">exact match</th>' in html
+    assert '<th scope="col" class="num" data-key="exact_match">exact match</th>' in html
     assert '<td class="num">12%</td>' in html and '<td class="num">64%</td>' in html
     assert "exact match on held-out answers 64%" in html
     assert "64% of held-out answers (step 2)" in html
-    assert "exact match" not in client.get(f"/jobs/{finished_job_with_metrics(app, client, steps=2)}").text
+    style_job = client.post("/api/jobs", json={**SMALL_JOB, "dataset": "telegram-style"}).json()["id"]
+    assert "exact match" not in client.get(f"/jobs/{style_job}").text, "only a task scored by exact match has the column"
+    queued = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    assert 'data-key="exact_match"' in client.get(f"/jobs/{queued}").text, "a live page has the column before its first evaluation"
