@@ -1,4 +1,4 @@
-"""Markdown to HTML: CommonMark, tables, $math$, stable heading anchors with copy-link controls."""
+"""Markdown to HTML: CommonMark, tables, $math$ as MathML, stable heading anchors with copy-link controls."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from markdown_it import MarkdownIt
 from markdown_it.token import Token
+from latex2mathml.converter import convert as convert_to_mathml
 from mdit_py_plugins.dollarmath import dollarmath_plugin
 from mdit_py_plugins.footnote import footnote_plugin
 
@@ -38,10 +39,21 @@ def slugify_heading(text: str) -> str:
     return "-".join(_NOT_SLUG.sub("", text).lower().split())
 
 
+def render_math(tex: str, options: dict) -> str:
+    """TeX as MathML, which browsers draw without JavaScript; the TeX rides along for KaTeX to typeset over it."""
+    display = "block" if options.get("display_mode") else "inline"
+    mathml = convert_to_mathml(tex, display=display)
+    # <math><mrow>...</mrow></math> -> <math><semantics><mrow>...</mrow><annotation>TeX</annotation></semantics></math>
+    opening, _, inner = mathml.partition(">")
+    inner = inner.removesuffix("</math>")
+    annotation = f'<annotation encoding="application/x-tex">{html.escape(tex)}</annotation>'
+    return f"{opening}><semantics>{inner}{annotation}</semantics></math>"
+
+
 def _make_parser() -> MarkdownIt:
     parser = MarkdownIt("commonmark", {"html": False, "linkify": False, "typographer": False})
     parser.enable("table")
-    parser.use(dollarmath_plugin, allow_space=True, double_inline=True)
+    parser.use(dollarmath_plugin, allow_space=True, double_inline=True, renderer=render_math)
     parser.use(footnote_plugin)
     return parser
 

@@ -5,7 +5,10 @@
     root.querySelectorAll(".math").forEach(function (el) {
       if (el.dataset.rendered) return;
       try {
-        window.katex.render(el.textContent, el, { displayMode: el.classList.contains("block"), throwOnError: false });
+        // the server sends MathML (drawn without JavaScript) carrying its TeX source in an annotation
+        var source = el.querySelector('annotation[encoding="application/x-tex"]');
+        var tex = source ? source.textContent : el.textContent;
+        window.katex.render(tex, el, { displayMode: el.classList.contains("block"), throwOnError: false });
         el.dataset.rendered = "1";
       } catch (err) { /* leave the TeX source visible */ }
     });

@@ -21,11 +21,15 @@ def test_headings_get_stable_unique_anchors_and_copy_controls():
     assert 'data-copy-link="#raising-it"' in rendered.html
 
 
-def test_math_is_marked_for_katex_and_escaped():
+def test_math_is_mathml_carrying_its_tex_for_katex_and_escaped():
     rendered = render_markdown("Scaling is $\\alpha / r$ and\n\n$$\n\\frac{\\alpha}{\\sqrt{r}} < 1\n$$\n")
-    assert '<span class="math inline">\\alpha / r</span>' in rendered.html
-    assert '<div class="math block">' in rendered.html
-    assert "&lt; 1" in rendered.html
+    inline = rendered.html.split('<span class="math inline">', 1)[1].split("</span>", 1)[0]
+    assert inline.startswith('<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline"><semantics>')
+    assert "<mi>&#x003B1;</mi>" in inline  # alpha, drawn by the browser without JavaScript
+    assert inline.endswith('<annotation encoding="application/x-tex">\\alpha / r</annotation></semantics></math>')
+    block = rendered.html.split('<div class="math block">', 1)[1]
+    assert 'display="block"' in block and "<mfrac>" in block and "<msqrt>" in block
+    assert "\\sqrt{r}} &lt; 1</annotation>" in block
 
 
 def test_internal_links_are_collected_without_fragment():

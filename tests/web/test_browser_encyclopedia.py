@@ -41,3 +41,16 @@ def test_dark_mode_and_phone_layout_render(browser, live_server):
     context.close()
     assert background == "rgb(15, 18, 22)"
     assert width <= 390, "the page must not scroll sideways on a phone"
+
+
+def test_without_javascript_formulas_are_mathml_and_no_dead_buttons_show(browser, live_server):
+    context = browser.new_context(java_script_enabled=False)
+    page = context.new_page()
+    page.goto(live_server + "/params/lora_alpha")
+    formula = page.locator(".math math").first
+    box = formula.bounding_box()
+    copy_buttons = page.locator("button.copy-link").count()
+    visible_buttons = page.locator("button.copy-link:visible").count()
+    context.close()
+    assert box is not None and box["width"] > 5 and box["height"] > 5, "the browser draws the MathML itself"
+    assert copy_buttons > 0 and visible_buttons == 0, "copy-link buttons need JavaScript, so they stay hidden without it"
