@@ -97,7 +97,7 @@ def range_violation(value: float, interval: Interval) -> str | None:
     for name, words, holds in checks:
         bound = getattr(interval, name)
         if bound is not None and not holds(bound):
-            return f"must be {words} {bound:g}"
+            return f"must be {words} {bound:,}" if isinstance(bound, int) else f"must be {words} {bound:g}"
     return None
 
 
