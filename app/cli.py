@@ -78,6 +78,7 @@ class EmbeddedWorker:
 
 
 def _exit_on_signal(signum: int, frame: object) -> None:
+    """End the process as a SystemExit, so `finally` blocks run; the exit status is the shell's 128 + signal."""
     raise SystemExit(128 + signum)
 
 
