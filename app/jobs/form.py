@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -11,12 +10,8 @@ from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import ValidationError
 
-from app.calc.form import FIELD_BY_NAME as CALCULATOR_FIELDS
 from app.calc.form import parse_field_text
 from app.jobs.schemas import JobCreate, JobLoraSpec, TrainingSpec
-
-REGEX_CHARACTERS = re.compile(r"[.*+?^$()\[\]{}|\\]")
-
 
 @dataclass(frozen=True)
 class FormField:
@@ -30,9 +25,6 @@ class FormField:
     choices: tuple[Any, ...] = ()
     number_step: str = "any"
     optional: bool = False
-    accepts_list: bool = False
-    accepts_str: bool = True
-    accepts_bool: bool = False
 
     def text(self, value: Any) -> str:
         """A value as the input shows it."""
@@ -67,9 +59,7 @@ def _field(name: str, group: str, info) -> FormField:
     if set(members) <= {int, float}:
         step = "1" if members == [int] else "any"
         return FormField(name, group, "number", description, default, number_step=step, optional=optional)
-    accepts_list = any(get_origin(member) is list or member is list for member in members)
-    return FormField(name, group, "text", description, default, optional=optional, accepts_list=accepts_list,
-                     accepts_str=str in members or not accepts_list, accepts_bool=bool in members)
+    return FormField(name, group, "text", description, default, optional=optional)
 
 
 def form_fields() -> list[FormField]:
@@ -160,22 +150,6 @@ def _parse_value(field: FormField, raw: str | None) -> Any:
             return int(text) if field.number_step == "1" or text.lstrip("-").isdigit() else float(text)
         except ValueError:
             raise ValueError(f"{text!r} is not a {'whole number' if field.number_step == '1' else 'number'}") from None
-    return _parse_text(field, text)
-
-
-def _parse_text(field: FormField, text: str) -> Any:
-    """LoRA fields as the calculator reads them (so its links carry over); others: JSON where it starts like
-    JSON, a string where the field takes one, otherwise a comma-separated list."""
-    if field.group == "lora" and field.name in CALCULATOR_FIELDS:
-        return parse_field_text(field.name, text)
-    if field.accepts_bool and text.lower() in ("true", "false"):
-        return text.lower() == "true"
-    if text[0] in "[{":
-        try:
-            return json.loads(text)
-        except json.JSONDecodeError as error:
-            raise ValueError(f"not valid JSON: {error.msg} at character {error.pos}") from None
-    if field.accepts_str and (not field.accepts_list or text == "all-linear" or REGEX_CHARACTERS.search(text)):
-        return text
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    return [int(item) if item.lstrip("-").isdigit() else item for item in items]
+    # every text input is a LoRA field the calculator also has (a test holds this): read it the same way,
+    # so calculator links carry over
+    return parse_field_text(field.name, text)

@@ -14,6 +14,13 @@ def test_every_lora_and_training_field_has_an_input():
     assert names == [*LoraSpec.model_fields, *TrainingSpec.model_fields]
 
 
+def test_every_text_input_is_read_by_the_calculators_parser():
+    from app.calc.form import FIELD_BY_NAME
+
+    text_fields = [field.name for field in form_fields() if field.kind == "text"]
+    assert text_fields and all(name in FIELD_BY_NAME for name in text_fields), "a new text field needs a calculator parser"
+
+
 def test_the_url_query_prefills_known_fields_only():
     values = prefill({"r": "16", "learning_rate": "0.001", "model": "smollm2-135m-instruct", "nonsense": "x"})
     assert (values["r"], values["learning_rate"], values["model"]) == ("16", "0.001", "smollm2-135m-instruct")
