@@ -49,8 +49,7 @@ def build_llama_like(config: dict[str, Any]) -> Architecture:
     variant = VARIANTS[model_type]
     p = variant.prefix
     sizes = decoder_sizes(config, head_dim_default=variant.head_dim_default, tie_default=variant.tie_default)
-    hidden, intermediate, head_dim = sizes.hidden, sizes.intermediate, sizes.head_dim
-    heads, kv_heads = sizes.heads, sizes.kv_heads
+    hidden, intermediate = sizes.hidden, sizes.intermediate
     attention_bias = optional_bool(config, "attention_bias", False)
     mlp_bias = optional_bool(config, "mlp_bias", False) if variant.mlp_bias_from_config else False
     qkv_bias = _bias(variant.qkv_bias, attention_bias)
@@ -58,21 +57,14 @@ def build_llama_like(config: dict[str, Any]) -> Architecture:
     act = activation_class(optional_str(config, variant.activation_key) or optional_str(config, "hidden_act") or "silu")
 
     tree = TreeBuilder()
-    tree.add("model", f"{p}Model")
-    embed_cls = f"{p}TextScaledWordEmbedding" if variant.scaled_embedding else "Embedding"
-    tree.embedding("model.embed_tokens", sizes.vocab, hidden, embed_cls)
-    tree.add("model.layers", "ModuleList")
+    tree.decoder_start(p, sizes, f"{p}TextScaledWordEmbedding" if variant.scaled_embedding else "Embedding")
     for index in range(sizes.layers):
         base = f"model.layers.{index}"
         tree.add(base, f"{p}DecoderLayer")
-        tree.add(f"{base}.self_attn", f"{p}Attention")
-        tree.linear(f"{base}.self_attn.q_proj", hidden, heads * head_dim, bias=qkv_bias)
-        tree.linear(f"{base}.self_attn.k_proj", hidden, kv_heads * head_dim, bias=qkv_bias)
-        tree.linear(f"{base}.self_attn.v_proj", hidden, kv_heads * head_dim, bias=qkv_bias)
-        tree.linear(f"{base}.self_attn.o_proj", heads * head_dim, hidden, bias=o_bias)
+        tree.attention(base, f"{p}Attention", sizes, qkv_bias=qkv_bias, o_bias=o_bias)
         if variant.qk_norm:
-            tree.norm(f"{base}.self_attn.q_norm", f"{p}RMSNorm", head_dim)
-            tree.norm(f"{base}.self_attn.k_norm", f"{p}RMSNorm", head_dim)
+            tree.norm(f"{base}.self_attn.q_norm", f"{p}RMSNorm", sizes.head_dim)
+            tree.norm(f"{base}.self_attn.k_norm", f"{p}RMSNorm", sizes.head_dim)
         tree.add(f"{base}.mlp", f"{p}MLP")
         tree.linear(f"{base}.mlp.gate_proj", hidden, intermediate, bias=mlp_bias)
         tree.linear(f"{base}.mlp.up_proj", hidden, intermediate, bias=mlp_bias)
@@ -83,8 +75,6 @@ def build_llama_like(config: dict[str, Any]) -> Architecture:
         if variant.sandwich_norms:
             tree.norm(f"{base}.pre_feedforward_layernorm", f"{p}RMSNorm", hidden)
             tree.norm(f"{base}.post_feedforward_layernorm", f"{p}RMSNorm", hidden)
-    tree.norm("model.norm", f"{p}RMSNorm", hidden)
-    tree.add("model.rotary_emb", f"{p}RotaryEmbedding")
-    tree.linear("lm_head", hidden, sizes.vocab, bias=False, tied_to="model.embed_tokens.weight" if sizes.tie else None)
+    tree.decoder_end(p, sizes)
 
     return tree.architecture(model_type, "llama-like", sizes)

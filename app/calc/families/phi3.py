@@ -17,9 +17,7 @@ def build_phi3(config: dict[str, Any]) -> Architecture:
     act = activation_class(optional_str(config, "hidden_act") or "silu")
 
     tree = TreeBuilder()
-    tree.add("model", "Phi3Model")
-    tree.embedding("model.embed_tokens", sizes.vocab, hidden)
-    tree.add("model.layers", "ModuleList")
+    tree.decoder_start("Phi3", sizes)
     for index in range(sizes.layers):
         base = f"model.layers.{index}"
         tree.add(base, "Phi3DecoderLayer")
@@ -35,8 +33,6 @@ def build_phi3(config: dict[str, Any]) -> Architecture:
         tree.norm(f"{base}.post_attention_layernorm", "Phi3RMSNorm", hidden)
         tree.add(f"{base}.resid_attn_dropout", "Dropout")
         tree.add(f"{base}.resid_mlp_dropout", "Dropout")
-    tree.norm("model.norm", "Phi3RMSNorm", hidden)
-    tree.add("model.rotary_emb", "Phi3RotaryEmbedding")
-    tree.linear("lm_head", hidden, sizes.vocab, bias=False, tied_to="model.embed_tokens.weight" if sizes.tie else None)
+    tree.decoder_end("Phi3", sizes)
 
     return tree.architecture("phi3", "phi3 (fused qkv_proj, gate_up_proj)", sizes)

@@ -50,6 +50,27 @@ class TreeBuilder:
             params += (Param("bias", (size,)),)
         self.add(name, cls, params)
 
+    def decoder_start(self, prefix: str, sizes: DecoderSizes, embedding_cls: str = "Embedding") -> None:
+        """The head of a decoder-only tree: <prefix>Model, model.embed_tokens and the model.layers container."""
+        self.add("model", f"{prefix}Model")
+        self.embedding("model.embed_tokens", sizes.vocab, sizes.hidden, embedding_cls)
+        self.add("model.layers", "ModuleList")
+
+    def attention(self, base: str, cls: str, sizes: DecoderSizes, *, qkv_bias: bool = False, o_bias: bool = False) -> None:
+        """<base>.self_attn with separate q_proj, k_proj, v_proj (grouped-query: kv_heads) and o_proj."""
+        self.add(f"{base}.self_attn", cls)
+        query_width, kv_width = sizes.heads * sizes.head_dim, sizes.kv_heads * sizes.head_dim
+        self.linear(f"{base}.self_attn.q_proj", sizes.hidden, query_width, bias=qkv_bias)
+        self.linear(f"{base}.self_attn.k_proj", sizes.hidden, kv_width, bias=qkv_bias)
+        self.linear(f"{base}.self_attn.v_proj", sizes.hidden, kv_width, bias=qkv_bias)
+        self.linear(f"{base}.self_attn.o_proj", query_width, sizes.hidden, bias=o_bias)
+
+    def decoder_end(self, prefix: str, sizes: DecoderSizes) -> None:
+        """The tail of a decoder-only tree: the final RMSNorm, the rotary embedding and lm_head (tied if configured)."""
+        self.norm("model.norm", f"{prefix}RMSNorm", sizes.hidden)
+        self.add("model.rotary_emb", f"{prefix}RotaryEmbedding")
+        self.linear("lm_head", sizes.hidden, sizes.vocab, bias=False, tied_to="model.embed_tokens.weight" if sizes.tie else None)
+
     def _append(self, module: Module) -> None:
         layer, template = split_layer(module.name)
         self.modules.append(
