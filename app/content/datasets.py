@@ -69,6 +69,11 @@ def list_datasets(content_dir: Path) -> list[DatasetInfo]:
     return [_info(entry, content_dir) for entry in _catalogue(content_dir)]
 
 
+def dataset_tasks(content_dir: Path) -> dict[str, str]:
+    """Each catalogue dataset's task kind, by id; reads the catalogue only, not the rows."""
+    return {entry["id"]: entry["task"] for entry in _catalogue(content_dir)}
+
+
 def load_dataset(dataset_id: str, content_dir: Path) -> Dataset:
     """A catalogue dataset's validated train and eval rows; UnknownDatasetError for an unknown id."""
     for entry in _catalogue(content_dir):

@@ -108,11 +108,11 @@ def job_page(request: Request, job: JobDep, session: SessionDep, library: Librar
     """A job: config, live chart and progress, samples, predicted vs measured, download and cancel."""
     public = service.job_public(session, job)
     metrics = service.metrics_after(session, job.id)
-    scored = {info.id for info in datasets.list_datasets(settings.content_dir) if info.task == "exact_match"}
+    scored_by_exact_match = datasets.dataset_tasks(settings.content_dir).get(public.dataset) == "exact_match"
     return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None) | {
         "metrics": metrics,
         # decided by the dataset, so a live page has the column before its first evaluation arrives
-        "has_exact_match": public.dataset in scored or any(point.exact_match is not None for point in metrics),
+        "has_exact_match": scored_by_exact_match or any(point.exact_match is not None for point in metrics),
         "chart_points": [point.model_dump(mode="json", include=CHART_FIELDS) for point in metrics],
         "param_slugs": set(library.params),
         "live": public.status not in FINISHED_STATUSES,
