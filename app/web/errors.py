@@ -12,7 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.settings import Settings
-from app.web.templating import render
+from app.web.templating import is_htmx, render
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ def error_response(request: Request, detail: list[dict]) -> Response:
     if wants_json(request):
         return JSONResponse({"detail": detail}, status_code=422)
     errors = [{"field": ".".join(str(part) for part in error["loc"][1:]), "msg": error["msg"]} for error in detail]
-    headers = {"HX-Retarget": "body", "HX-Reswap": "innerHTML"} if request.headers.get("hx-request") else None
+    headers = {"HX-Retarget": "body", "HX-Reswap": "innerHTML"} if is_htmx(request) else None
     return render(request, "pages/bad_request.html", {"errors": errors}, status_code=422, headers=headers)
 
 
