@@ -13,23 +13,23 @@ from app.calc.form import CUSTOM_MODEL, DEFAULT_MODEL, FIELD_BY_NAME, FIELDS, Fo
 from app.calc.result import CalcResult
 from app.calc.catalogue import Catalogue
 from app.jobs.schemas import TrainingSpec as JobTrainingSpec
+from app.jobs.registry import BUILTIN_MODELS
 from app.web.deps import CatalogueDep, LibraryDep
 from app.web.templating import is_htmx, render
 
 router = APIRouter(include_in_schema=False)
 
 TEMPLATE = "calculator/calculator.html"
-# Encyclopedia pages that are not a form field themselves, and the field that shows them.
+# Encyclopedia pages that are not a form field themselves, and the field that shows them: the pages the form's
+# fields link to under another name (optim -> optimizer, load_in_4bit -> base_dtype), then pages no field links to.
 FOCUS_ALIASES = {
-    "optim": "optimizer",
-    "load_in_4bit": "base_dtype",
+    **{form_field.page: form_field.name for form_field in FIELDS if form_field.page and form_field.page != form_field.name},
     "bnb_4bit_quant_type": "base_dtype",
     "bnb_4bit_compute_dtype": "base_dtype",
     **{name: "target_modules" for name in (
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens", "lm_head",
     )},
 }
-JOB_MODELS = {"tiny-llama", "smollm2-135m-instruct"}
 JOB_TRAINING_FIELDS = frozenset(JobTrainingSpec.model_fields)
 
 
@@ -51,7 +51,7 @@ def _exports(outcome: FormOutcome, result: CalcResult, model_name: str) -> list[
 def _job_link(outcome: FormOutcome) -> str | None:
     """A prefilled job form for this configuration, when the model can be trained here."""
     request = outcome.request
-    if request is None or request.model not in JOB_MODELS:
+    if request is None or request.model not in BUILTIN_MODELS:  # catalogue models a job can also train
         return None
     query = to_query(request.lora.model_dump(exclude_defaults=True), model=request.model)
     # Training fields the job form shares with the calculator carry over under the job form's names.
