@@ -79,8 +79,7 @@ def _train(loaded: LoadedModel, config: TrainingConfig, lora_config: LoraConfig,
 
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised at random
     model = _wrap(loaded, lora_config, config)
-    trainable_params = sum(parameter.numel() for parameter in model.parameters() if parameter.requires_grad)
-    _, total_params = model.get_nb_trainable_parameters()
+    trainable_params, total_params = model.get_nb_trainable_parameters()
     if on_event:
         started = {"device": loaded.device_label, "total_steps": total_steps, "trainable_params": trainable_params,
                    "total_params": total_params}
