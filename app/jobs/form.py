@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import types
 from collections.abc import Mapping
@@ -62,17 +63,22 @@ def _field(name: str, group: str, info) -> FormField:
     return FormField(name, group, "text", description, default, optional=optional)
 
 
-def form_fields() -> list[FormField]:
-    """Every LoRA and training field, in model order."""
+# The form's inputs that are not LoRA or training fields
+OTHER_INPUTS = ("model", "dataset", "dataset_jsonl")
+
+
+@functools.cache
+def form_fields() -> tuple[FormField, ...]:
+    """Every LoRA and training field, in model order (read from the models once)."""
     lora = [_field(name, "lora", info) for name, info in JobLoraSpec.model_fields.items()]
     training = [_field(name, "training", info) for name, info in TrainingSpec.model_fields.items()]
-    return lora + training
+    return (*lora, *training)
 
 
 def prefill(query: Mapping[str, str]) -> dict[str, str]:
     """The form's values: each field's default, replaced by the URL query where it names the field."""
     values = {field.name: field.text(field.default) for field in form_fields()}
-    for key in ("model", "dataset", "dataset_jsonl", *values):
+    for key in (*OTHER_INPUTS, *values):
         if key in query:
             values[key] = query[key]
     return values

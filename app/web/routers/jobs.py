@@ -32,12 +32,9 @@ def job_list(request: Request, session: SessionDep):
     return render(request, "jobs/list.html", {"jobs": service.list_jobs(session)}, block="jobs")
 
 
-FORM_INPUTS = ("model", "dataset", "dataset_jsonl")
-
-
 def focused_field(slug: str | None) -> str | None:
     """The job form input a parameter page's "try it" link (/jobs/new?focus=<slug>) should focus, if the form has it."""
-    if slug and (slug in FORM_INPUTS or any(field.name == slug for field in form.form_fields())):
+    if slug and (slug in form.OTHER_INPUTS or any(field.name == slug for field in form.form_fields())):
         return slug
     return None
 
