@@ -123,13 +123,14 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(args.host, args.port, with_worker=settings.embedded_worker and not args.no_worker)
     elif args.command == "worker":
-        settings.apply_worker_environment()  # before app.jobs.worker imports torch (through app.training.run)
+        settings.apply_worker_environment()  # before app.training.run imports torch
         from app.jobs.worker import run_worker
+        from app.training.run import run_training
 
-        run_worker(settings, parent_pid=args.parent_pid)
+        run_worker(settings, run_training, parent_pid=args.parent_pid)
     elif args.command == "prepare-model":
         settings.apply_worker_environment()
-        from app.training.models import prepare_smollm2
+        from app.training.loading import prepare_smollm2
 
         prepare_smollm2(settings)
     elif args.command == "init-db":

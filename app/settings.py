@@ -9,6 +9,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.spec.training import InstanceLimits
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -41,6 +43,8 @@ class Settings(BaseSettings):
     max_queued_jobs: int = Field(20, ge=1, description="Jobs waiting in the queue at most; more are refused with 422.")
     max_steps: int = Field(500, ge=1, description="Optimizer steps one job may run at most.")
     max_seq_length: int = Field(1024, ge=8, description="Longest sequence a job may train on, in tokens.")
+    max_batch_size: int = Field(256, ge=1, description="per_device_train_batch_size of a job at most.")
+    max_accumulation_steps: int = Field(256, ge=1, description="gradient_accumulation_steps of a job at most.")
     max_dataset_bytes: int = Field(2_000_000, ge=1, description="Size limit of a pasted JSONL dataset, in bytes.")
     max_dataset_rows: int = Field(5_000, ge=1, description="Rows a pasted JSONL dataset may hold at most.")
     max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted, in bytes; at least 3x max_dataset_bytes, since a form sends a paste percent-encoded (up to 3 bytes per character) and an oversized paste should get the dataset's own error.")
@@ -61,6 +65,11 @@ class Settings(BaseSettings):
             raise ValueError(f"max_body_bytes ({self.max_body_bytes}) must be at least 3 x max_dataset_bytes "
                              f"({3 * self.max_dataset_bytes}): a form percent-encodes a pasted dataset")
         return self
+
+    def instance_limits(self) -> InstanceLimits:
+        """What this instance allows one job, checked by app.spec in one place."""
+        return InstanceLimits(max_steps=self.max_steps, max_seq_length=self.max_seq_length,
+                              max_batch_size=self.max_batch_size, max_accumulation_steps=self.max_accumulation_steps)
 
     @property
     def sqlalchemy_url(self) -> str:

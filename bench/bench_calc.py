@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.calc import compute, load_catalogue  # noqa: E402
 from app.calc.families import architecture_from_config  # noqa: E402
-from app.calc.spec import LoraSpec  # noqa: E402
+from app.spec.lora import LoraSpec  # noqa: E402
 from app.calc.trainable import count_trainable  # noqa: E402
 
 logger = logging.getLogger("bench_calc")

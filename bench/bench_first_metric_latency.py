@@ -25,9 +25,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.jobs import service  # noqa: E402
 from app.jobs.db import init_db, make_engine  # noqa: E402
-from app.jobs.models import FINISHED_STATUSES, Job, MetricPoint  # noqa: E402
-from app.jobs.schemas import JobCreate  # noqa: E402
+from app.jobs.tables import FINISHED_STATUSES, Job, MetricPoint  # noqa: E402
+from app.calc import load_catalogue  # noqa: E402
+from app.spec import JobCreate  # noqa: E402
 from app.jobs.worker import run_worker  # noqa: E402
+from app.training.run import run_training  # noqa: E402
 from app.settings import PROJECT_ROOT, Settings  # noqa: E402
 
 logger = logging.getLogger("bench.first_metric")
@@ -38,7 +40,7 @@ JOB = {"dataset": "addition", "lora": {"r": 8, "lora_alpha": 16}, "training": {"
 def run_job(engine, settings: Settings, model: str) -> tuple[float, float]:
     """Queue one job, wait for it to finish; (queued -> claimed, claimed -> first metric) in seconds."""
     with Session(engine) as session:
-        job_id = service.create_job(session, settings, JobCreate.model_validate({"model": model, **JOB})).id
+        job_id = service.create_job(session, settings, load_catalogue(), JobCreate.model_validate({"model": model, **JOB})).id
     while True:
         with Session(engine) as session:
             job = session.get(Job, job_id)
@@ -72,7 +74,7 @@ def main() -> None:
     engine = make_engine(settings)
     init_db(engine)
     stop = threading.Event()
-    worker = threading.Thread(target=run_worker, args=(settings,), kwargs={"stop": stop}, daemon=True)
+    worker = threading.Thread(target=run_worker, args=(settings, run_training), kwargs={"stop": stop}, daemon=True)
     worker.start()
 
     print(f"queued-to-first-metric latency, warm worker, poll_seconds={settings.poll_seconds}, {args.runs} runs per model")

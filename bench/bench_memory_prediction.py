@@ -41,8 +41,8 @@ def measure(model_id: str, batch: int, seq: int, checkpointing: bool, steps: int
     from app.training.data import Example, optimizer_steps
     from app.training.loop import train_loop
     from app.training.memory import PeakMemory
-    from app.training.models import load_model, pick_device
-    from app.jobs.spec import TrainingConfig
+    from app.training.loading import load_model, pick_device
+    from app.spec import TrainingSpec
 
     torch.manual_seed(0)
     device, dtype = pick_device()
@@ -57,7 +57,7 @@ def measure(model_id: str, batch: int, seq: int, checkpointing: bool, steps: int
     for _ in range(batch * 4):
         ids = torch.randint(0, vocab, (seq,)).tolist()
         rows.append([Example(ids, ids)])
-    config = TrainingConfig(per_device_train_batch_size=batch, max_seq_length=seq, optim="adamw_torch",
+    config = TrainingSpec(per_device_train_batch_size=batch, max_seq_length=seq, optim="adamw_torch",
                             learning_rate=1e-4, gradient_checkpointing=checkpointing)
     stream = optimizer_steps(rows, batch, 1, 0, loaded.tokenizer.pad_token_id)
     train_loop(model, stream, config, steps, loaded.device, lambda: {}, lambda _metric: memory.sample(), lambda: False)
@@ -75,7 +75,7 @@ def predict(model_id: str, batch: int, seq: int, checkpointing: bool, dtype: str
         "lora": LORA,
         "training": {"per_device_train_batch_size": batch, "gradient_accumulation_steps": 1, "max_seq_length": seq,
                      "gradient_checkpointing": checkpointing, "base_dtype": {"float32": "fp32", "bfloat16": "bf16"}[dtype],
-                     "optimizer": "adamw_torch", "devices": 1},
+                     "optim": "adamw_torch", "devices": 1},
     })
     if device == "cpu":  # the overhead part holds glibc's retained heap, which RSS includes
         return result.memory.total_bytes, result.memory.total_bytes - CPU_PROCESS_BYTES

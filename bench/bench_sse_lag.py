@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.jobs import queue  # noqa: E402
 from app.jobs.db import make_engine  # noqa: E402
-from app.jobs.models import JobStatus  # noqa: E402
+from app.jobs.tables import JobStatus  # noqa: E402
 from app.settings import Settings  # noqa: E402
 from tests.conftest import start_server  # noqa: E402
 from tests.jobs.sse_client import parse_events  # noqa: E402

@@ -33,14 +33,14 @@ from app.content.datasets import load_dataset
 from app.settings import get_settings
 from app.training.data import Batch, optimizer_steps, pack_examples, tokenize_rows
 from app.training.loop import train_loop
-from app.training.models import load_model
+from app.training.loading import load_model
 from app.training.optim import build_optimizer
-from app.jobs.spec import TrainingConfig
+from app.spec import TrainingSpec
 
 StepTimes = list[tuple[int, float]]  # (real tokens, seconds) per optimizer step
 
 
-def run_worker_loop(model, rows, config: TrainingConfig, steps: int, pad_id: int) -> tuple[StepTimes, list[list[Batch]]]:
+def run_worker_loop(model, rows, config: TrainingSpec, steps: int, pad_id: int) -> tuple[StepTimes, list[list[Batch]]]:
     """Step times of app.training.loop.train_loop, and the micro-batches it trained on."""
     stream = optimizer_steps(rows, config.per_device_train_batch_size, config.gradient_accumulation_steps, config.seed, pad_id)
     seen: list[list[Batch]] = []
@@ -57,7 +57,7 @@ def run_worker_loop(model, rows, config: TrainingConfig, steps: int, pad_id: int
     return list(zip(tokens, [end - start for start, end in zip(ends, ends[1:])])), seen
 
 
-def run_bare_loop(model, recorded: list[list[Batch]], config: TrainingConfig) -> StepTimes:
+def run_bare_loop(model, recorded: list[list[Batch]], config: TrainingSpec) -> StepTimes:
     """Step times of the plainest peft + torch loop on the recorded batches: the model's own mean loss."""
     optimizer = build_optimizer(model, config)
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
@@ -89,7 +89,7 @@ class StepClock(TrainerCallback):
         self.ends.append(time.perf_counter())
 
 
-def run_trainer(model, recorded: list[list[Batch]], config: TrainingConfig) -> StepTimes:
+def run_trainer(model, recorded: list[list[Batch]], config: TrainingSpec) -> StepTimes:
     """Step times of transformers' Trainer reading the recorded rows in order, padded per batch by its collator."""
     features = []
     for micro_batches in recorded:
@@ -143,7 +143,7 @@ def main() -> None:
     loaded = load_model(args.model, settings, seed=0)
     pad_id = loaded.tokenizer.pad_token_id
     examples = tokenize_rows(load_dataset(args.dataset, settings.content_dir).train, loaded.tokenizer, 512)
-    config = TrainingConfig(learning_rate=1e-4, per_device_train_batch_size=args.batch, optim="adamw_torch",
+    config = TrainingSpec(learning_rate=1e-4, per_device_train_batch_size=args.batch, optim="adamw_torch",
                             lr_scheduler_type="constant", max_seq_length=512, seed=0)
     # Packed rows of 256 tokens, a quarter as many per batch: about the same examples per step as without packing,
     # and rows short enough that attention over a whole row stays cheap.

@@ -65,12 +65,15 @@ def test_the_worker_entry_sets_omp_wait_policy_from_settings_before_torch_loads(
     script = (
         "import sys, types, os\n"
         "fake = types.ModuleType('app.jobs.worker')\n"
-        "fake.run_worker = lambda settings, **options: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules)\n"
+        "trainer = types.ModuleType('app.training.run')\n"
+        "trainer.run_training = object()\n"
+        "fake.run_worker = lambda settings, run, **options: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, run is trainer.run_training)\n"
         "sys.modules['app.jobs.worker'] = fake\n"
+        "sys.modules['app.training.run'] = trainer\n"
         "from app.cli import main\nmain(['worker'])\n"
     )
     env = {key: value for key, value in os.environ.items() if key not in ("OMP_WAIT_POLICY", "LORAPEDIA_OMP_WAIT_POLICY")}
     if operator_value:
         env["OMP_WAIT_POLICY"] = operator_value
     output = subprocess.run([sys.executable, "-c", script], cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True)
-    assert output.stdout.split() == [expected, "False"]
+    assert output.stdout.split() == [expected, "False", "True"]

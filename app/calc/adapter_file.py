@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from app.calc.architecture import Architecture
 from app.calc.matching import compiled, is_all_linear
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.calc.trainable import ParamCount
 
 # One header entry: "base_model.model.<name>.lora_A.weight":{"dtype":"F32","shape":[8,4096],"data_offsets":[a,b]},

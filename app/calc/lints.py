@@ -6,8 +6,8 @@ from dataclasses import dataclass
 
 from app.calc.architecture import CONV1D, LINEAR, Architecture
 from app.calc.trainable import ParamCount
-from app.calc.spec import LoraSpec
-from app.calc.training_spec import TrainingSpec
+from app.spec.lora import LoraSpec
+from app.spec.training import CalcTrainingSpec
 
 LR_LOW, LR_HIGH = 1e-5, 1e-3  # LoRA guides (LoRA paper, QLoRA, Unsloth, PEFT examples) sit between 5e-5 and 5e-4
 DROPOUT_HIGH = 0.1  # QLoRA used 0.1 for models up to 13B and 0.05 above; Unsloth recommends 0
@@ -24,7 +24,7 @@ class Lint:
     page: str
 
 
-def collect_lints(spec: LoraSpec, training: TrainingSpec, arch: Architecture, count: ParamCount) -> list[Lint]:
+def collect_lints(spec: LoraSpec, training: CalcTrainingSpec, arch: Architecture, count: ParamCount) -> list[Lint]:
     """Every lint that applies, warnings first."""
     found: list[Lint] = []
     add = lambda *args: found.append(Lint(*args))  # noqa: E731 - a short local helper reads best here
@@ -84,13 +84,13 @@ def _precision_lints(spec: LoraSpec, arch: Architecture, add) -> None:
             "steady across ranks (Kalajdzievski 2023).", "use_rslora")
 
 
-def _training_lints(spec: LoraSpec, training: TrainingSpec, add) -> None:
+def _training_lints(spec: LoraSpec, training: CalcTrainingSpec, add) -> None:
     rate = training.learning_rate
-    if rate is not None and rate > LR_HIGH:
+    if rate > LR_HIGH:
         add("lr_high", "warning", "learning_rate",
             f"learning_rate {rate:g} is far above the usual LoRA range (about 5e-5 to 5e-4); "
             "expect the loss to spike or diverge.", "learning_rate")
-    elif rate is not None and rate < LR_LOW:
+    elif rate < LR_LOW:
         add("lr_low", "warning", "learning_rate",
             f"learning_rate {rate:g} is far below the usual LoRA range (about 5e-5 to 5e-4); the adapter starts "
             "at zero and will barely move.", "learning_rate")

@@ -6,14 +6,14 @@ from dataclasses import dataclass, field
 
 from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, Architecture
 from app.calc.trainable import PARAMETER, ParamCount
-from app.calc.training_spec import TrainingSpec
+from app.spec.training import CalcTrainingSpec
 
 GIB = 1024**3
 FRAMEWORK_BYTES = GIB // 2  # CUDA context, cuBLAS workspace, kernels: a common observed floor
 FRAGMENTATION = 0.10  # caching-allocator slack on top of the live tensors
 OPTIMIZER_STATE_BYTES = {  # per fp32 trainable parameter
     "adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8,
-    "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0, "adafactor": None,
+    "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0, "adafactor": None, "adagrad": 4, "rmsprop": 4,
 }
 SOURCES = (
     "QLoRA, Dettmers et al. 2023 (arXiv 2305.14314): NF4 with one fp32 absmax per 64 weights; double "
@@ -50,12 +50,12 @@ class MemoryEstimate:
     sources: tuple[str, ...] = SOURCES
 
 
-def _compute_bytes(training: TrainingSpec) -> int:
+def _compute_bytes(training: CalcTrainingSpec) -> int:
     """Bytes per activation element: fp32 stays fp32, everything else computes in 16 bit."""
     return 4 if training.base_dtype == "fp32" else 2
 
 
-def _base_weights(arch: Architecture, training: TrainingSpec) -> MemoryPart:
+def _base_weights(arch: Architecture, training: CalcTrainingSpec) -> MemoryPart:
     dtype = training.base_dtype
     if dtype in ("fp32", "bf16", "fp16"):
         size = 4 if dtype == "fp32" else 2
@@ -83,14 +83,14 @@ def _base_weights(arch: Architecture, training: TrainingSpec) -> MemoryPart:
     return MemoryPart("base_weights", f"Base weights ({dtype})", int(weights + rest * 2), detail)
 
 
-def _adapter_parts(count: ParamCount, training: TrainingSpec) -> list[MemoryPart]:
+def _adapter_parts(count: ParamCount, training: CalcTrainingSpec) -> list[MemoryPart]:
     lora = sum(item.trainable for item in count.adapted)
     other = count.trainable - lora  # modules_to_save copies and unfrozen biases, kept in the base dtype
     frozen_lora = sum(item.lora_params + item.extra_params - item.trainable for item in count.adapted)
     other_size = 4 if training.base_dtype == "fp32" else 2
     weights = (lora + frozen_lora) * 4 + other * other_size
     grads = lora * 4 + other * other_size
-    state = OPTIMIZER_STATE_BYTES[training.optimizer]
+    state = OPTIMIZER_STATE_BYTES[training.optim]
     if state is None:
         factored = sum(
             (item.r * item.experts + item.in_features) + (item.out_features + item.r * item.experts) + item.extra_params
@@ -99,9 +99,9 @@ def _adapter_parts(count: ParamCount, training: TrainingSpec) -> list[MemoryPart
         optimizer = factored * 4 + other * other_size
         optimizer_detail = "Adafactor: factored second moment, about rows + columns per matrix, fp32"
     else:
-        # AdamW keeps two moments in the parameter's own dtype; 8-bit variants one byte each
-        optimizer = lora * state + other * (2 * other_size if state == 8 else state)
-        optimizer_detail = f"{state} bytes per fp32 trainable parameter ({training.optimizer})"
+        # AdamW keeps two moments in the parameter's own dtype, Adagrad and RMSprop one; 8-bit variants one byte each
+        optimizer = lora * state + other * (state // 4 * other_size if state in (4, 8) else state)
+        optimizer_detail = f"{state} bytes per fp32 trainable parameter ({training.optim})"
     saved = ""
     if other:
         saved = f"; {other:,} parameters of modules_to_save copies and biases train in the base dtype"
@@ -188,7 +188,7 @@ class ActivationEstimate:
         return self.tokens * self.vocab * LOGIT_BYTES
 
 
-def estimate_activations(arch: Architecture, count: ParamCount, training: TrainingSpec, dropout: float) -> ActivationEstimate:
+def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, dropout: float) -> ActivationEstimate:
     """Per-architecture saved-tensor model of a decoder layer (pre-norm, SDPA, frozen base, LoRA in fp32).
 
     A frozen base Linear saves no activation (only its weight, for the input gradient). What is saved:
@@ -314,7 +314,7 @@ def _activations(estimate: ActivationEstimate) -> list[MemoryPart]:
     ]
 
 
-def estimate_memory(arch: Architecture, count: ParamCount, training: TrainingSpec, lora_dropout: float) -> MemoryEstimate:
+def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float) -> MemoryEstimate:
     """Per-device memory of one training step: weights, adapter state, activations, overhead."""
     saved = estimate_activations(arch, count, training, lora_dropout)
     parts = [_base_weights(arch, training), *_adapter_parts(count, training), *_activations(saved)]

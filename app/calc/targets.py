@@ -5,9 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from app.calc.architecture import CONV1D, LINEAR, Architecture
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.matching import is_all_linear, is_excluded, shielded_by_modules_to_save, target_matches
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 
 # peft.utils.constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING for the supported model types
 # (phi3 has no entry: peft asks for target_modules). A test holds this table to the installed peft.
@@ -58,7 +58,7 @@ def resolve_targets(spec: LoraSpec, arch: Architecture) -> ResolvedTargets:
             resolved.target_modules = frozenset(defaults)
             resolved.defaulted = True
         elif not resolved.target_parameters:
-            raise CalcInputError(
+            raise FieldError(
                 ("lora", "target_modules"),
                 f"peft has no default target_modules for model_type {arch.model_type!r}; list them "
                 "(for example qkv_proj, o_proj, gate_up_proj, down_proj) or use \"all-linear\"",
@@ -95,7 +95,7 @@ def _rewrite_moe_targets(spec: LoraSpec, arch: Architecture, resolved: ResolvedT
         present = seen_fused[new_name]
         if 0 < len(present) < len(required):
             missing = ", ".join(sorted(set(required) - present))
-            raise CalcInputError(
+            raise FieldError(
                 ("lora", "target_modules"),
                 f"{', '.join(sorted(present))} cannot be targeted without {missing}: transformers 5 fuses them "
                 f"into {new_name}, and peft refuses to adapt half of it",

@@ -7,9 +7,9 @@ import re
 from dataclasses import dataclass, field
 
 from app.calc.architecture import ADAPTABLE_KINDS, EMBEDDING, Architecture, Module, Param
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.matching import compiled, is_all_linear, layer_index, pattern_key, wrapped_by_modules_to_save
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.calc.targets import ResolvedTargets, resolve_targets
 
 PARAMETER = "parameter"
@@ -187,7 +187,7 @@ def _rank_alpha(
 def _adapt_module(spec: LoraSpec, module: Module, r: int, alpha: float) -> Adapted:
     """lora.Linear or lora.Embedding on one module; anything else is refused as peft refuses it."""
     if module.kind not in ADAPTABLE_KINDS:
-        raise CalcInputError(
+        raise FieldError(
             ("lora", "target_modules"),
             f"{module.name} is a {module.cls}, which peft cannot adapt (only Linear, Embedding and Conv1D layers); "
             "name its Linear children instead"
@@ -195,7 +195,7 @@ def _adapt_module(spec: LoraSpec, module: Module, r: int, alpha: float) -> Adapt
             "unsupported_target",
         )
     if module.kind == EMBEDDING and spec.lora_bias:
-        raise CalcInputError(
+        raise FieldError(
             ("lora", "lora_bias"), f"lora_bias=True is not supported on Embedding layers ({module.name})", "conflict"
         )
     n_in, n_out = module.in_features, module.out_features
@@ -242,7 +242,7 @@ def _adapt_parameters(
             if key not in names and not key.endswith(suffixes):
                 continue
             if module.name in adapted_modules:
-                raise CalcInputError(
+                raise FieldError(
                     ("lora", "target_parameters"),
                     f"{key} belongs to {module.name}, which target_modules already adapts; peft cannot do both",
                     "conflict",
@@ -281,13 +281,13 @@ def _check_parameter_wrapper(spec: LoraSpec, key: str, param: Param) -> None:
     ]
     for field_name, failed, reason in problems:
         if failed:
-            raise CalcInputError(
+            raise FieldError(
                 ("lora", field_name),
                 f"{reason} when peft adapts a parameter directly ({key}, through target_parameters)",
                 "conflict",
             )
     if len(param.shape) not in (2, 3):
-        raise CalcInputError(
+        raise FieldError(
             ("lora", "target_parameters"),
             f"{key} is a {len(param.shape)}-D parameter; peft adapts only 2-D and 3-D parameters",
             "unsupported_target",
@@ -322,7 +322,7 @@ def _raise_nothing_targeted(spec: LoraSpec, resolved: ResolvedTargets, excluded:
             "no module is left to adapt: the targets are unmatched or excluded by exclude_modules / modules_to_save"
         )
         loc = "target_modules"
-    raise CalcInputError(("lora", loc), message, "no_target")
+    raise FieldError(("lora", loc), message, "no_target")
 
 
 def _modules_to_save(spec: LoraSpec, arch: Architecture, adapted_modules: set[str]) -> list[tuple[str, int]]:
@@ -334,7 +334,7 @@ def _modules_to_save(spec: LoraSpec, arch: Architecture, adapted_modules: set[st
         return []
     for name in matched:
         if name in adapted_modules:
-            raise CalcInputError(
+            raise FieldError(
                 ("lora", "modules_to_save"),
                 f"{name} ends with a modules_to_save entry but is also a LoRA target; peft fails on that "
                 "(entries match by plain suffix, so 'proj' hits q_proj): give full module names",
@@ -343,7 +343,7 @@ def _modules_to_save(spec: LoraSpec, arch: Architecture, adapted_modules: set[st
     for outer in matched:
         for inner in matched:
             if inner.startswith(outer + "."):
-                raise CalcInputError(
+                raise FieldError(
                     ("lora", "modules_to_save"),
                     f"modules_to_save matches {outer} and also {inner} inside it; save only the outer module",
                     "conflict",

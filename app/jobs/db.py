@@ -36,7 +36,7 @@ def make_engine(settings: Settings) -> Engine:
 
 def init_db(engine: Engine, attempts: int = 5) -> None:
     """Create every table that does not exist yet; safe when several processes start at once."""
-    import app.jobs.models  # noqa: F401  (registers the tables on SQLModel.metadata)
+    import app.jobs.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
     for attempt in range(1, attempts + 1):
         try:

@@ -15,7 +15,7 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session, select
 
-from app.jobs.models import AdapterArchive, Job, JobStatus, MetricBase, MetricPoint, utcnow
+from app.jobs.tables import AdapterArchive, Job, JobStatus, MetricBase, MetricPoint, utcnow
 
 logger = logging.getLogger(__name__)
 

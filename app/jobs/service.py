@@ -3,77 +3,52 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Any
 
-from pydantic import ValidationError
 from sqlalchemy import func, text, update
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
-from app.calc import CalcInputError
+from app.calc import Catalogue
 from app.content import datasets
 from app.jobs import predictions, queue
-from app.jobs.models import FINISHED_STATUSES, AdapterArchive, Job, JobPublic, JobStatus, MetricPoint, MetricPublic, utcnow
-from app.jobs.schemas import JobCreate
+from app.jobs.tables import FINISHED_STATUSES, AdapterArchive, Job, JobPublic, JobStatus, MetricPoint, MetricPublic, utcnow
 from app.settings import Settings
-from app.jobs.registry import UnknownModelError, resolve_model
-from app.jobs.spec import SpecError, check_total_steps, parse_training
+from app.spec import FieldError, JobCreate, JobSpec
+from app.spec.job import PASTED_DATASET
 
 logger = logging.getLogger(__name__)
 
-PASTED_DATASET = "pasted"
 MAX_ID = 2**63 - 1  # the largest id a BIGINT key holds; larger ids are refused before they reach the database
 QUEUE_LOCK_KEY = 0x4C6F7261  # PostgreSQL advisory lock taken while counting queued jobs and inserting one
 # Job columns a reader of status and figures never needs: pasted rows are up to max_dataset_bytes of JSON.
 HEAVY_COLUMNS = (Job.dataset_rows,)
 
 
-class JobRejected(ValueError):
-    """A job that breaks a rule or a limit; `loc` names the field as a 422 does."""
-
-    def __init__(self, loc: Sequence[str | int], message: str):
-        self.loc = tuple(loc)
-        self.message = message
-        super().__init__(f"{'.'.join(map(str, loc))}: {message}")
-
-    def as_detail(self) -> list[dict[str, Any]]:
-        """The error in FastAPI's 422 shape."""
-        return [{"loc": ["body", *self.loc], "msg": self.message, "type": "value_error"}]
-
-
 class JobConflict(ValueError):
     """An action that the job's current status does not allow."""
 
 
-def create_job(session: Session, settings: Settings, request: JobCreate) -> Job:
-    """Check the request against the models, datasets, the calculator and the limits, then queue it."""
-    try:
-        resolve_model(request.model, settings)
-    except UnknownModelError as error:
-        raise JobRejected(["model"], str(error)) from error
+def create_job(session: Session, settings: Settings, catalogue: Catalogue, request: JobCreate) -> Job:
+    """Check the request against the models, datasets, the instance's limits and the calculator, then queue it.
+
+    Raises FieldError naming the field at fault.
+    """
+    catalogue.resolve_trainable(request.model, settings.allowed_models)
     rows = _pasted_rows(settings, request)
     row_count = len(rows) if rows is not None else _catalogue_row_count(settings, request.dataset)
-    _check_training_limits(settings, request, row_count)
+    settings.instance_limits().check(request.training, row_count)
+    spec = JobSpec(model=request.model, dataset=PASTED_DATASET if rows is not None else request.dataset,
+                   lora=request.lora, training=request.training)
     # unset LoRA fields are left out rather than null, so peft and the trainer apply their own defaults
-    config = {"lora": request.lora.model_dump(mode="json", exclude_none=True), "training": request.training.model_dump(mode="json")}
-    prediction = _predict(settings, request.model, config)
-    assumed = prediction.pop("assumptions")
-    if assumed is not None:
-        config["prediction"] = assumed  # what the estimate assumed (dtype, optimizer), shown beside it
-    job = Job(
-        model=request.model,
-        dataset=PASTED_DATASET if rows is not None else request.dataset,
-        config=config,
-        dataset_rows=rows,
-        **prediction,
-    )
+    job = Job(model=spec.model, dataset=spec.dataset, config=spec.model_dump(mode="json", exclude_none=True,
+              exclude={"model", "dataset"}), dataset_rows=rows, **predictions.predict(spec, catalogue))
     # Count and insert in one transaction that holds the queue's lock, so concurrent requests cannot over-admit.
     session.commit()  # end any transaction the request's session has open, so the lock is taken first
     _lock_queue(session)
     try:
         if queue.count_queued(session) >= settings.max_queued_jobs:
-            raise JobRejected([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
+            raise FieldError([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
         session.add(job)
         session.commit()
     except BaseException:
@@ -97,39 +72,20 @@ def _lock_queue(session: Session) -> None:
         session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": QUEUE_LOCK_KEY})
 
 
-def _predict(settings: Settings, model: str, config: dict[str, Any]) -> dict[str, Any]:
-    """The calculator's prediction; a catalogue model the calculator cannot compute for is refused on the field at fault."""
-    try:
-        return predictions.predict(model, config["lora"], config["training"], settings)
-    except CalcInputError as error:
-        raise JobRejected(error.loc, error.message) from error
-    except ValidationError as error:
-        first = error.errors()[0]
-        raise JobRejected(tuple(first["loc"]), first["msg"]) from error
-
-
 def _pasted_rows(settings: Settings, request: JobCreate) -> list[dict[str, Any]] | None:
     if request.dataset_jsonl is None:
         return None
     try:
         return datasets.parse_jsonl(request.dataset_jsonl, settings.max_dataset_bytes, settings.max_dataset_rows)
     except datasets.DatasetError as error:
-        raise JobRejected(["dataset_jsonl"], str(error)) from error
+        raise FieldError(["dataset_jsonl"], str(error)) from error
 
 
 def _catalogue_row_count(settings: Settings, dataset_id: str | None) -> int:
     try:
         return len(datasets.load_dataset(dataset_id, settings.content_dir).train)
     except datasets.UnknownDatasetError as error:
-        raise JobRejected(["dataset"], str(error.args[0])) from error
-
-
-def _check_training_limits(settings: Settings, request: JobCreate, row_count: int) -> None:
-    """The trainer's own checks and this instance's limits (steps, sequence length), before anything is queued."""
-    try:
-        check_total_steps(parse_training(request.training.model_dump(mode="json"), settings), row_count, settings)
-    except SpecError as error:
-        raise JobRejected(error.field.split("."), error.reason) from error
+        raise FieldError(["dataset"], str(error.args[0])) from error
 
 
 def get_job(session: Session, job_id: int) -> Job | None:
@@ -170,7 +126,8 @@ def job_public(session: Session, job: Job) -> JobPublic:
 
 def to_public(job: Job, last_step: int | None, has_adapter: bool) -> JobPublic:
     """A table row as its public model."""
-    return JobPublic.model_validate(job, update={"last_step": last_step, "has_adapter": has_adapter})
+    return JobPublic.model_validate(job, update={"config": job.spec(), "prediction_basis": job.basis(),
+                                                 "last_step": last_step, "has_adapter": has_adapter})
 
 
 def metrics_after(session: Session, job_id: int, after: int = 0, limit: int | None = None) -> list[MetricPublic]:

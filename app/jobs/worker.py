@@ -19,12 +19,14 @@ from sqlmodel import Session
 
 from app.jobs import queue
 from app.jobs.db import init_db, make_engine
-from app.jobs.models import Job, JobStatus
+from app.jobs.tables import Job, JobStatus
 from app.settings import Settings
+from app.spec import JobSpec, RunResult
 
 logger = logging.getLogger(__name__)
 
-Trainer = Callable[..., dict[str, Any]]
+# app.training.run.run_training, handed in by app.cli: jobs never imports training (or torch).
+Trainer = Callable[..., RunResult]
 PARENT_CHECK_SECONDS = 1.0
 SHUTDOWN_ERROR = "interrupted: the worker was shut down during the run"
 MEASURED_FIELDS = (
@@ -39,14 +41,7 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def load_trainer() -> Trainer:
-    """app.training.run.run_training; importing it loads torch, so a worker does it once, before claiming."""
-    from app.training.run import run_training
-
-    return run_training
-
-
-def run_worker(settings: Settings, *, trainer: Trainer | None = None, stop: threading.Event | None = None,
+def run_worker(settings: Settings, trainer: Trainer, *, stop: threading.Event | None = None,
                parent_pid: int | None = None) -> None:
     """Claim and run jobs until `stop` is set (SIGTERM and SIGINT set it; so does parent_pid's exit)."""
     stop = stop or threading.Event()
@@ -57,7 +52,6 @@ def run_worker(settings: Settings, *, trainer: Trainer | None = None, stop: thre
         threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), name="parent-watch", daemon=True).start()
     engine = make_engine(settings)
     init_db(engine)
-    trainer = trainer or load_trainer()
     worker_id = make_worker_id()
     logger.info("worker %s polling %s", worker_id, engine.url.render_as_string(hide_password=True))
     try:
@@ -117,12 +111,12 @@ class JobRun:
             self.heartbeat_done.set()
             heartbeat.join()
 
-    def _read_spec(self) -> dict[str, Any]:
+    def _read_spec(self) -> JobSpec:
         with Session(self.engine) as session:
             job = session.get(Job, self.job_id)
             if job is None:
                 raise LookupError(f"job {self.job_id} is gone from the database")
-            return training_spec(job)
+            return job.spec(with_rows=True)
 
     def _heartbeat(self) -> None:
         while not self.heartbeat_done.wait(self.settings.heartbeat_seconds):
@@ -150,14 +144,14 @@ class JobRun:
         else:
             logger.info("job %d: %s %s", self.job_id, name, data)
 
-    def _finish(self, result: dict[str, Any]) -> None:
+    def _finish(self, result: RunResult) -> None:
         # what the result leaves out keeps the value recorded at start (samples_before, device)
-        figures = {name: result[name] for name in MEASURED_FIELDS if result.get(name) is not None}
-        if result.get("adapter_dir"):
-            figures["adapter_path"] = str(result["adapter_dir"])
-        if result["status"] == "succeeded":
-            if result.get("adapter_dir"):
-                queue.store_adapter_archive(self.engine, self.job_id, zip_directory(Path(result["adapter_dir"])))
+        figures = {name: value for name, value in result.model_dump(include=set(MEASURED_FIELDS)).items() if value not in (None, [])}
+        if result.adapter_dir:
+            figures["adapter_path"] = result.adapter_dir
+        if result.status == "succeeded":
+            if result.adapter_dir:
+                queue.store_adapter_archive(self.engine, self.job_id, zip_directory(Path(result.adapter_dir)))
             status = JobStatus.succeeded
         elif queue.is_stop_requested(self.engine, self.job_id, self.worker_id):
             status = JobStatus.cancelled
@@ -165,18 +159,6 @@ class JobRun:
             status, figures["error"] = JobStatus.interrupted, SHUTDOWN_ERROR
         if queue.finish_job(self.engine, self.job_id, self.worker_id, status, figures):
             logger.info("job %d %s", self.job_id, status.value)
-
-
-def training_spec(job: Job) -> dict[str, Any]:
-    """The spec run_training takes: model, dataset id or rows, lora and training dicts; ValueError for a config without them."""
-    if not isinstance(job.config, dict) or not isinstance(job.config.get("lora"), dict) or not isinstance(job.config.get("training"), dict):
-        raise ValueError(f"job {job.id} has no lora and training config to run: {job.config!r:.200}")
-    spec: dict[str, Any] = {"model": job.model, "lora": job.config["lora"], "training": job.config["training"]}
-    if job.dataset_rows is not None:
-        spec["dataset_rows"] = job.dataset_rows
-    else:
-        spec["dataset"] = job.dataset
-    return spec
 
 
 def zip_directory(directory: Path) -> bytes:

@@ -13,7 +13,7 @@ from peft import PeftModel
 from app.training.data import Batch
 from app.training.loss import summed_loss
 from app.training.optim import build_optimizer, build_scheduler
-from app.jobs.spec import TrainingConfig
+from app.spec.training import TrainingSpec
 
 
 @dataclass
@@ -26,7 +26,7 @@ class LoopOutcome:
     final_eval_metrics: dict
 
 
-def train_loop(model: PeftModel, steps: Iterator[list[Batch]], config: TrainingConfig, total_steps: int,
+def train_loop(model: PeftModel, steps: Iterator[list[Batch]], config: TrainingSpec, total_steps: int,
                device: torch.device, evaluate: Callable[[], dict], on_metric: Callable[[dict], None],
                should_stop: Callable[[], bool]) -> LoopOutcome:
     """Run total_steps optimizer steps; evaluate every config.eval_steps and after the last step."""

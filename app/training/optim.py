@@ -1,11 +1,11 @@
-"""Optimizer and learning-rate schedule from a TrainingConfig, named as transformers names them."""
+"""Optimizer and learning-rate schedule from the training fields, named as transformers names them."""
 
 from __future__ import annotations
 
 import torch
 from transformers import Adafactor, get_scheduler
 
-from app.jobs.spec import TrainingConfig
+from app.spec.training import TrainingSpec
 
 
 def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
@@ -17,7 +17,7 @@ def parameter_groups(model: torch.nn.Module, weight_decay: float) -> list[dict]:
     ]
 
 
-def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.optim.Optimizer:
+def build_optimizer(model: torch.nn.Module, config: TrainingSpec) -> torch.optim.Optimizer:
     """The optimizer `config.optim` names, with the learning rate, betas, epsilon and weight decay of the config."""
     groups = parameter_groups(model, config.weight_decay)
     betas = (config.adam_beta1, config.adam_beta2)
@@ -36,9 +36,8 @@ def build_optimizer(model: torch.nn.Module, config: TrainingConfig) -> torch.opt
     raise ValueError(f"optim {config.optim!r} is not supported")
 
 
-def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingConfig, total_steps: int):
+def build_scheduler(optimizer: torch.optim.Optimizer, config: TrainingSpec, total_steps: int):
     """The learning-rate schedule `config.lr_scheduler_type` names, stepped once per optimizer step."""
     return get_scheduler(config.lr_scheduler_type, optimizer,
                          num_warmup_steps=config.warmup_step_count(total_steps),
-                         num_training_steps=total_steps,
-                         scheduler_specific_kwargs=config.lr_scheduler_kwargs or None)
+                         num_training_steps=total_steps)

@@ -1,4 +1,4 @@
-"""run_training: one job from spec to saved adapter. The contract the worker codes against."""
+"""run_training: one job from its JobSpec to a saved adapter and a RunResult. The contract the worker codes against."""
 
 from __future__ import annotations
 
@@ -12,52 +12,45 @@ import torch
 from peft import LoraConfig, PeftModel, get_peft_model
 from transformers import set_seed
 
-from app.content.datasets import TASK_KINDS, load_dataset, validate_row
+from app.content.datasets import load_dataset
 from app.settings import Settings
+from app.spec import FieldError, JobSpec, RunResult, TrainingSpec
 from app.training.data import eval_batches, optimizer_steps, pack_examples, tokenize_rows
 from app.training.loop import train_loop
 from app.training.loss import summed_loss
 from app.training.memory import PeakMemory
-from app.training.models import LoadedModel, load_model, pick_device
+from app.training.loading import LoadedModel, load_model, pick_device
 from app.training.sampling import exact_match, sample_rows
-from app.jobs.spec import SpecError, TrainingConfig, check_total_steps, parse_training
 
 logger = logging.getLogger(__name__)
 
-SPEC_KEYS = {"model", "dataset", "dataset_rows", "eval_rows", "task", "lora", "training", "sample_prompts"}
 SAMPLE_COUNT = 3
+SAMPLE_MAX_NEW_TOKENS = 48  # length of the before/after answers
 SMALL_MODEL_PARAMS = 10_000_000  # below this a CPU run uses one thread (see _cpu_threads_for)
 EXACT_MATCH_ROWS = 25  # held-out rows scored per eval: generating answers is the dearest part of an eval on CPU
 
 
-def run_training(spec: dict, settings: Settings, output_dir: Path, on_metric: Callable[[dict], None],
-                 should_stop: Callable[[], bool], on_event: Callable[[str, dict], None] | None = None) -> dict:
+def run_training(spec: JobSpec, settings: Settings, output_dir: Path, on_metric: Callable[[dict], None],
+                 should_stop: Callable[[], bool], on_event: Callable[[str, dict], None] | None = None) -> RunResult:
     """Train a LoRA adapter as spec says, report every optimizer step, save the adapter under output_dir.
 
-    spec = {"model": id, "dataset": id | "dataset_rows": [rows] (+ optional "eval_rows", "task"),
-            "lora": {LoraConfig fields}, "training": {TrainingArguments-named fields},
-            "sample_prompts": optional [str]}.
-    See app/training/__init__.py for the callbacks and the returned dict.
+    See app/training/__init__.py for the callbacks; bad input raises FieldError naming the field.
     """
-    unknown = set(spec) - SPEC_KEYS
-    if unknown:
-        raise SpecError(sorted(unknown)[0], "unknown job spec field")
-    if not isinstance(spec.get("model"), str):
-        raise SpecError("model", "required: a model id")
-    config = parse_training(spec.get("training") or {}, settings)
+    config = spec.training
+    settings.instance_limits().check(config)
     train_rows, held_out_rows, task = _resolve_rows(spec, settings, config.seed)
-    lora_config = _lora_config(spec.get("lora") or {})
+    lora_config = _lora_config(spec.lora.to_peft_kwargs())
     set_seed(config.seed)
     memory = PeakMemory(pick_device()[0])
     baseline_bytes = memory.start()
-    loaded = load_model(spec["model"], settings, seed=config.seed)
+    loaded = load_model(spec.model, settings, seed=config.seed)
     with _cpu_threads_for(loaded):
         result = _train(loaded, config, lora_config, spec, train_rows, held_out_rows, task, settings, output_dir,
                         memory, on_metric, should_stop, on_event)
-    return {**result, "peak_memory_bytes": memory.peak_bytes(), "baseline_memory_bytes": baseline_bytes}
+    return RunResult(**result, peak_memory_bytes=memory.peak_bytes(), baseline_memory_bytes=baseline_bytes)
 
 
-def _train(loaded: LoadedModel, config: TrainingConfig, lora_config: LoraConfig, spec: dict, train_rows: list[dict],
+def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, spec: JobSpec, train_rows: list[dict],
            held_out_rows: list[dict], task: str | None, settings: Settings, output_dir: Path, memory: PeakMemory,
            on_metric: Callable[[dict], None], should_stop: Callable[[], bool],
            on_event: Callable[[str, dict], None] | None) -> dict:
@@ -65,17 +58,17 @@ def _train(loaded: LoadedModel, config: TrainingConfig, lora_config: LoraConfig,
     tokenizer = loaded.tokenizer
     train_examples = tokenize_rows(train_rows, tokenizer, config.max_seq_length)
     if not train_examples:
-        raise SpecError("training.max_seq_length", "no training row keeps a response token within this length")
+        raise FieldError(("training", "max_seq_length"), "no training row keeps a response token within this length")
     packed = pack_examples(train_examples, config.max_seq_length, config.packing)
-    total_steps = check_total_steps(config, len(packed), settings)
+    total_steps = settings.instance_limits().check(config, len(packed))
     held_out = eval_batches([[example] for example in tokenize_rows(held_out_rows, tokenizer, config.max_seq_length)],
                             config.per_device_train_batch_size, tokenizer.pad_token_id)
-    sample_source = _sample_rows(spec, held_out_rows or train_rows)
+    sample_source = (held_out_rows or train_rows)[:SAMPLE_COUNT]
     # Answering the "before" prompts takes seconds on CPU; when the untrained adapter is an exact no-op,
     # the same answers come from the adapter disabled after training, so the first step starts sooner.
     defer_samples_before = _starts_as_identity(lora_config)
     samples_before = [] if defer_samples_before else sample_rows(
-        loaded.model, tokenizer, sample_source, config.sample_max_new_tokens, loaded.device)
+        loaded.model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
 
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised at random
     model = _wrap(loaded, lora_config, config)
@@ -85,7 +78,7 @@ def _train(loaded: LoadedModel, config: TrainingConfig, lora_config: LoraConfig,
                    "total_params": total_params}
         on_event("started", started if defer_samples_before else {**started, "samples_before": samples_before})
     logger.info("training %s on %s: %d steps, %d trainable of %d parameters",
-                spec["model"], loaded.device_label, total_steps, trainable_params, total_params)
+                spec.model, loaded.device_label, total_steps, trainable_params, total_params)
 
     def evaluate() -> dict:
         """Eval loss over the held-out split, and exact match for the synthetic task."""
@@ -112,10 +105,10 @@ def _train(loaded: LoadedModel, config: TrainingConfig, lora_config: LoraConfig,
     model.save_pretrained(adapter_dir)
     samples_after = []
     if outcome.status == "succeeded":
-        samples_after = sample_rows(model, tokenizer, sample_source, config.sample_max_new_tokens, loaded.device)
+        samples_after = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
         if defer_samples_before:
             with model.disable_adapter():
-                samples_before = sample_rows(model, tokenizer, sample_source, config.sample_max_new_tokens, loaded.device)
+                samples_before = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
     return {
         "status": outcome.status,
         "device": loaded.device_label,
@@ -150,36 +143,22 @@ def _cpu_threads_for(loaded: LoadedModel) -> Iterator[None]:
         torch.set_num_threads(previous)
 
 
-def _resolve_rows(spec: dict, settings: Settings, seed: int) -> tuple[list[dict], list[dict], str | None]:
+def _resolve_rows(spec: JobSpec, settings: Settings, seed: int) -> tuple[list[dict], list[dict], str | None]:
     """Train rows, held-out rows and task kind, from a catalogue dataset or pasted rows."""
-    if ("dataset" in spec) == ("dataset_rows" in spec):
-        raise SpecError("dataset", 'give exactly one of "dataset" (a catalogue id) and "dataset_rows" (pasted rows)')
-    if "dataset" in spec:
-        dataset = load_dataset(spec["dataset"], settings.content_dir)
+    if spec.dataset_rows is None:
+        dataset = load_dataset(spec.dataset, settings.content_dir)
         return dataset.train, dataset.eval, dataset.info.task
-    if spec.get("task") not in (None, *TASK_KINDS):
-        raise SpecError("task", f"must be one of {', '.join(TASK_KINDS)}")
-    rows = [validate_row(row) for row in spec["dataset_rows"]]
+    rows = spec.dataset_rows
     if not rows:
-        raise SpecError("dataset_rows", "holds no rows")
-    if "eval_rows" in spec:
-        return rows, [validate_row(row) for row in spec["eval_rows"]], spec.get("task")
+        raise FieldError(("dataset_jsonl",), "holds no rows")
     if len(rows) < 10:
-        return rows, [], spec.get("task")  # too few rows to spare any for evaluation
+        return rows, [], None  # too few rows to spare any for evaluation
     # Hold out a tenth, chosen by the job's seed, so the same job always evaluates on the same rows.
     order = list(range(len(rows)))
     random.Random(seed).shuffle(order)
     held = set(order[: len(rows) // 10])
     return ([row for index, row in enumerate(rows) if index not in held],
-            [row for index, row in enumerate(rows) if index in held], spec.get("task"))
-
-
-def _sample_rows(spec: dict, rows: list[dict]) -> list[dict]:
-    """The rows whose prompts are answered before and after training."""
-    prompts = spec.get("sample_prompts")
-    if prompts:
-        return [{"prompt": prompt, "response": "-"} for prompt in prompts]
-    return rows[:SAMPLE_COUNT]
+            [row for index, row in enumerate(rows) if index in held], None)
 
 
 def _starts_as_identity(lora_config: LoraConfig) -> bool:
@@ -198,25 +177,25 @@ def _starts_as_identity(lora_config: LoraConfig) -> bool:
 
 
 def _lora_config(fields: dict) -> LoraConfig:
-    """A peft LoraConfig for a causal LM, or SpecError carrying peft's own reason."""
+    """A peft LoraConfig for a causal LM, or FieldError carrying peft's own reason."""
     try:
         return LoraConfig(**{"task_type": "CAUSAL_LM", **fields})
     except TypeError as error:
-        raise SpecError("lora", f"unknown LoraConfig field ({error})") from error
+        raise FieldError(("lora",), f"unknown LoraConfig field ({error})") from error
     except ValueError as error:
-        raise SpecError("lora", str(error)) from error
+        raise FieldError(("lora",), str(error)) from error
     except ImportError as error:  # e.g. init_lora_weights="loftq" without scipy or bitsandbytes
-        raise SpecError("lora.init_lora_weights", f"needs a package this install lacks ({error})") from error
+        raise FieldError(("lora", "init_lora_weights"), f"needs a package this install lacks ({error})") from error
 
 
-def _wrap(loaded: LoadedModel, lora_config: LoraConfig, config: TrainingConfig) -> PeftModel:
+def _wrap(loaded: LoadedModel, lora_config: LoraConfig, config: TrainingSpec) -> PeftModel:
     """The base model with LoRA layers injected, and activation checkpointing when asked for."""
     try:
         model = get_peft_model(loaded.model, lora_config)
     except ValueError as error:
-        raise SpecError("lora", str(error)) from error
+        raise FieldError(("lora",), str(error)) from error
     except ImportError as error:
-        raise SpecError("lora", f"needs a package this install lacks ({error})") from error
+        raise FieldError(("lora",), f"needs a package this install lacks ({error})") from error
     if config.gradient_checkpointing:
         # Non-reentrant checkpointing works with frozen inputs, so no input-grad hook is needed.
         model.get_base_model().activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})

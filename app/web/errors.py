@@ -12,6 +12,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.settings import Settings
+from app.spec.errors import message
 from app.web.templating import is_htmx, render
 
 logger = logging.getLogger(__name__)
@@ -31,9 +32,9 @@ def _json_safe(value):
 
 
 def validation_detail(errors: list[dict]) -> list[dict]:
-    """Pydantic errors as JSON-safe {loc, msg, type} (NaN or bytes input must not turn a 422 into a 500)."""
+    """Pydantic errors as JSON-safe {loc, msg, type}, worded as app.spec words them for forms and jobs too."""
     return [
-        {"loc": [_json_safe(part) for part in error.get("loc", ())], "msg": str(error.get("msg", "")), "type": str(error.get("type", ""))}
+        {"loc": [_json_safe(part) for part in error.get("loc", ())], "msg": message(error), "type": str(error.get("type", ""))}
         for error in errors
     ]
 

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
 from app.jobs import service
-from app.jobs.models import FINISHED_STATUSES, JobPublic, MetricPublic
+from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
 
 METRIC_BATCH = 500
 RETRY_MILLISECONDS = 1000

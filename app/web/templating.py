@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from app.settings import PROJECT_ROOT
+from app.spec.text import format_value
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 
@@ -31,6 +32,7 @@ def short_count(value: int) -> str:
 
 
 templates.env.filters["human_bytes"] = human_bytes
+templates.env.filters["field_text"] = format_value
 templates.env.filters["short_count"] = short_count
 
 

@@ -9,7 +9,7 @@ import torch
 
 from app.calc.adapter_file import adapter_file_bytes
 from app.calc.families import architecture_from_config
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
 from tests.calc.peft_oracle import catalogue_config
 

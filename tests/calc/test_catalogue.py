@@ -9,7 +9,7 @@ import pytest
 import transformers
 
 from app.calc.catalogue import DEFAULT_DIR, CatalogueError, load_catalogue
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 CATALOGUE = load_catalogue()
 REQUIRED = {"smollm2-135m-instruct", "llama-3.2-1b", "llama-3.1-8b", "llama-3.1-70b", "mistral-7b-v0.3", "qwen2.5-0.5b",
             "qwen2.5-7b", "gemma-2-2b", "gemma-2-9b", "phi-3-mini", "mixtral-8x7b", "gpt2", "tiny-llama"}
@@ -55,7 +55,7 @@ def test_find_by_base_model_name(name, model_id):
 
 
 def test_unknown_id_lists_the_known_ones():
-    with pytest.raises(CalcInputError, match="known: smollm2-135m-instruct"):
+    with pytest.raises(FieldError, match="known: smollm2-135m-instruct"):
         CATALOGUE.get("llama-9000")
 
 

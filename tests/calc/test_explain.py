@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.explain import explain
 from tests.calc.peft_oracle import catalogue_config
 
@@ -77,13 +77,13 @@ def test_problems_are_reported(adapter, words):
 )
 def test_a_bad_pasted_config_is_refused_with_its_field(model_config, words):
     # the config.json is the caller's input, not a flaw of the adapter: an error, not a listed problem
-    with pytest.raises(CalcInputError) as error:
+    with pytest.raises(FieldError) as error:
         explain(ADAPTER, model_config)
     assert error.value.loc[0] == "model_config" and words in error.value.message
 
 
 def test_not_an_object():
-    with pytest.raises(CalcInputError):
+    with pytest.raises(FieldError):
         explain(["r", 8])
 
 
@@ -103,7 +103,7 @@ for _ in range(200):
     ],
 )
 def test_bad_input_names_the_field(adapter, model_config, loc, words):
-    with pytest.raises(CalcInputError) as caught:
+    with pytest.raises(FieldError) as caught:
         explain(adapter, model_config)
     assert caught.value.loc == loc
     assert words in caught.value.message

@@ -15,8 +15,8 @@ from app.calc.exports.axolotl import axolotl_yaml
 from app.calc.exports.llama_factory import llama_factory_yaml
 from app.calc.exports.peft_python import peft_python
 from app.calc.exports.unsloth import unsloth_python
-from app.calc.spec import LoraSpec
-from app.calc.training_spec import TrainingSpec
+from app.spec.lora import LoraSpec
+from app.spec.training import CalcTrainingSpec
 
 SPECS = {
     "plain": dict(r=16, lora_alpha=32, target_modules=["q_proj", "v_proj"], lora_dropout=0.05, task_type="CAUSAL_LM"),
@@ -28,9 +28,9 @@ SPECS = {
     # init_lora_weights="loftq" is left out: peft's LoraConfig needs scipy for it, which the project does not install
 }
 TRAININGS = {
-    "fp32": TrainingSpec(base_dtype="fp32", learning_rate=1e-4),
-    "nf4": TrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=True, gradient_checkpointing=True, optimizer="paged_adamw_8bit"),
-    "int8": TrainingSpec(base_dtype="int8"),
+    "fp32": CalcTrainingSpec(base_dtype="fp32", learning_rate=1e-4),
+    "nf4": CalcTrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=True, gradient_checkpointing=True, optim="paged_adamw_8bit"),
+    "int8": CalcTrainingSpec(base_dtype="int8"),
 }
 
 

@@ -8,7 +8,7 @@ from transformers.pytorch_utils import Conv1D
 
 from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, OTHER
 from app.calc.catalogue import load_catalogue
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.families import SUPPORTED_MODEL_TYPES, architecture_from_config
 from tests.calc.peft_oracle import catalogue_config, meta_model
 
@@ -103,7 +103,7 @@ def test_every_supported_model_type_has_a_tree_test():
     ],
 )
 def test_bad_configs_name_the_key(config, loc, words):
-    with pytest.raises(CalcInputError) as caught:
+    with pytest.raises(FieldError) as caught:
         architecture_from_config(config)
     assert caught.value.loc == loc
     assert words in caught.value.message

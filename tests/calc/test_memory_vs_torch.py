@@ -19,9 +19,9 @@ import transformers
 
 from app.calc.families import architecture_from_config
 from app.calc.memory import estimate_activations
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
-from app.calc.training_spec import TrainingSpec
+from app.spec.training import CalcTrainingSpec
 
 CONFIG = json.loads((Path(__file__).parents[2] / "content" / "models" / "tiny-llama.json").read_text())
 # Saved-tensor bytes within 2% of the count (measured: within 1%): what the model leaves out is RoPE's cos/sin (shared by every
@@ -74,7 +74,7 @@ def test_activation_term_matches_saved_tensors(dtype, targets, dropout):
     measured, log_probs = saved_bytes(model, torch.randint(0, CONFIG["vocab_size"], (BATCH, SEQ)))
 
     arch = architecture_from_config(CONFIG)
-    training = TrainingSpec(per_device_train_batch_size=BATCH, max_seq_length=SEQ, base_dtype=dtype)
+    training = CalcTrainingSpec(per_device_train_batch_size=BATCH, max_seq_length=SEQ, base_dtype=dtype)
     estimate = estimate_activations(arch, count_trainable(LoraSpec(**lora), arch), training, dropout)
     assert estimate.activations == pytest.approx(measured, rel=TOLERANCE)
     assert estimate.logits_saved == log_probs  # fp32 log-probs of every token: exact

@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from peft.utils import constants
 
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.families import SUPPORTED_MODEL_TYPES, architecture_from_config
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.calc.targets import DEFAULT_TARGET_MODULES, resolve_targets
 from tests.calc.peft_oracle import catalogue_config, shallow
 
@@ -21,7 +21,7 @@ def test_defaults_equal_peft_mapping(model_type):
 
 def test_phi3_without_targets_names_the_field():
     arch = architecture_from_config(catalogue_config("phi-3-mini"))
-    with pytest.raises(CalcInputError) as caught:
+    with pytest.raises(FieldError) as caught:
         resolve_targets(LoraSpec(), arch)
     assert caught.value.loc == ("lora", "target_modules")
 

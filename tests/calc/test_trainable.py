@@ -10,9 +10,9 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from app.calc.catalogue import load_catalogue
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.families import architecture_from_config
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
 from tests.calc.peft_oracle import catalogue_config, peft_counts, shallow
 
@@ -77,7 +77,7 @@ def assert_same_as_peft(config: dict[str, Any], lora: dict[str, Any]) -> None:
     try:
         expected = peft_counts(config, lora)
     except (ValueError, TypeError, NotImplementedError) as peft_error:
-        with pytest.raises((CalcInputError, ValidationError)):
+        with pytest.raises((FieldError, ValidationError)):
             calc_counts(config, lora)
         return peft_error
     assert calc_counts(config, lora) == expected

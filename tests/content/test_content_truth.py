@@ -15,9 +15,9 @@ from transformers import BitsAndBytesConfig, TrainingArguments
 from transformers.trainer_utils import SchedulerType
 from transformers.training_args import OptimizerNames
 
-from app.calc.spec import LoraSpec
+from app.spec.lora import LoraSpec
 from app.content.library import load_library
-from app.jobs.schemas import TrainingSpec as JobTrainingSpec
+from app.spec import JobTrainingSpec
 from app.settings import PROJECT_ROOT
 
 LIBRARY = load_library(PROJECT_ROOT / "content")

@@ -13,7 +13,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.jobs.db import init_db, make_engine
-from app.jobs.models import Job
+from app.jobs.tables import Job
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import stop_process
 

@@ -6,7 +6,7 @@ from sqlalchemy import inspect, text
 from sqlmodel import Session, select
 
 from app.jobs.db import init_db, make_engine
-from app.jobs.models import Job, JobStatus
+from app.jobs.tables import Job, JobStatus
 from app.settings import Settings
 
 

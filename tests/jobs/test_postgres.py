@@ -21,7 +21,7 @@ import pytest
 from sqlmodel import Session, select
 
 from app.jobs.db import init_db, make_engine
-from app.jobs.models import Job
+from app.jobs.tables import Job
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_port
 from tests.jobs.test_end_to_end import FAST_ENV, LEARNING_JOB, submit, wait_for

@@ -10,7 +10,7 @@ from sqlmodel import Session, select
 
 from app.jobs import queue
 from app.jobs.db import make_engine
-from app.jobs.models import Job, JobStatus, MetricPoint
+from app.jobs.tables import Job, JobStatus, MetricPoint
 
 
 def test_claim_takes_the_oldest_queued_job_and_leases_it(engine, enqueue):

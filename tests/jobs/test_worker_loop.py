@@ -11,8 +11,9 @@ from pathlib import Path
 import pytest
 from sqlmodel import Session, select
 
+from app.spec import RunResult
 from app.jobs import queue
-from app.jobs.models import AdapterArchive, Job, JobStatus, MetricPoint
+from app.jobs.tables import AdapterArchive, Job, JobStatus, MetricPoint
 from app.jobs.worker import run_worker
 
 
@@ -23,21 +24,22 @@ class ScriptedTrainer:
         self.steps, self.step_seconds, self.fail_at = steps, step_seconds, fail_at
         self.started = threading.Event()
 
-    def __call__(self, spec, settings, output_dir: Path, on_metric, should_stop, on_event=None) -> dict:
+    def __call__(self, spec, settings, output_dir: Path, on_metric, should_stop, on_event=None) -> RunResult:
         on_event("started", {"device": "cpu float32", "total_steps": self.steps, "trainable_params": 123, "samples_before": [{"prompt": "p", "answer": "a"}]})
         self.started.set()
         for step in range(1, self.steps + 1):
             if should_stop():
-                return {"status": "cancelled", "device": "cpu float32"}
+                return RunResult(status="cancelled", device="cpu float32", trainable_params=123, total_params=1000,
+                                 total_steps=self.steps, steps_completed=step - 1)
             if step == self.fail_at:
                 raise RuntimeError("scripted failure")
             time.sleep(self.step_seconds)
             on_metric({"step": step, "train_loss": 3.0 / step, "learning_rate": 1e-3, "grad_norm": 1.0, "tokens_per_second": 100.0, "elapsed_seconds": step * 0.01})
         output_dir.mkdir(parents=True)
         (output_dir / "adapter_config.json").write_text('{"r": 4}')
-        return {"status": "succeeded", "device": "cpu float32", "trainable_params": 123, "total_params": 1000,
-                "peak_memory_bytes": 10_000, "samples_after": [], "adapter_dir": str(output_dir),
-                "final_train_loss": 0.6, "final_eval_loss": 0.7}
+        return RunResult(status="succeeded", device="cpu float32", trainable_params=123, total_params=1000,
+                         peak_memory_bytes=10_000, adapter_dir=str(output_dir), total_steps=self.steps,
+                         steps_completed=self.steps, final_train_loss=0.6, final_eval_loss=0.7)
 
 
 @pytest.fixture
@@ -47,7 +49,7 @@ def start_worker(settings):
 
     def start(trainer) -> threading.Event:
         stop = threading.Event()
-        thread = threading.Thread(target=run_worker, args=(settings,), kwargs={"trainer": trainer, "stop": stop}, daemon=True)
+        thread = threading.Thread(target=run_worker, args=(settings, trainer), kwargs={"stop": stop}, daemon=True)
         thread.start()
         running.append((thread, stop))
         return stop
@@ -140,5 +142,5 @@ def test_a_config_the_worker_cannot_read_fails_its_job_and_the_worker_goes_on(en
     broken, following = enqueue(config=config), enqueue()
     start_worker(ScriptedTrainer(steps=2))
     job = wait_for_status(engine, broken, {JobStatus.failed})
-    assert "no lora and training config" in job.error and job.finished_at is not None
+    assert "for JobSpec" in job.error and job.finished_at is not None
     assert wait_for_status(engine, following, {JobStatus.succeeded}).error is None

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 import pytest
 import torch
 
+from app.spec import JobSpec
+
 # Rows of different lengths, so padding and target counts differ between micro-batches.
 VARIED_ROWS = [
     {"prompt": "What does r set?", "response": "The rank of the update."},
@@ -22,6 +24,11 @@ VARIED_ROWS = [
 ]
 
 
+def job_spec(fields: dict) -> JobSpec:
+    """A spec dict (as tiny_spec makes) validated into the JobSpec run_training takes."""
+    return JobSpec.model_validate(fields)
+
+
 def tiny_spec(**training) -> dict:
     """A tiny-llama job on the addition dataset; training fields override the defaults below."""
     return {
@@ -29,7 +36,7 @@ def tiny_spec(**training) -> dict:
         "dataset": "addition",
         "lora": {"r": 8, "lora_alpha": 16, "target_modules": "all-linear"},
         "training": {"learning_rate": 1e-2, "max_steps": 30, "per_device_train_batch_size": 8, "optim": "adamw_torch",
-                     "max_seq_length": 128, "eval_steps": 10, "sample_max_new_tokens": 8, "seed": 7, **training},
+                     "max_seq_length": 128, "eval_steps": 10, "seed": 7, "warmup_steps": 0, **training},
     }
 
 

@@ -12,15 +12,15 @@ from app.settings import Settings
 from app.training.data import collate, tokenize_row
 from app.training.loop import train_loop
 from app.training.loss import summed_loss
-from app.training.models import build_tiny_llama
-from app.jobs.spec import TrainingConfig
+from app.training.loading import build_random_model
+from app.spec import TrainingSpec
 from tests.training.conftest import VARIED_ROWS
 
 
 @pytest.fixture(scope="module")
 def lora_model_and_examples():
     """tiny-llama with random (non-zero) A and B, so every LoRA matrix gets a gradient, and 6 tokenised rows."""
-    model, tokenizer = build_tiny_llama(Settings(), seed=0)
+    model, tokenizer = build_random_model(Settings(), 0)
     torch.manual_seed(0)
     config = LoraConfig(r=4, lora_alpha=8, lora_dropout=0.0, target_modules="all-linear", init_lora_weights=False,
                         task_type="CAUSAL_LM")
@@ -33,7 +33,7 @@ def one_step(model, micro_batches, optim: str = "sgd"):
     """A copy of model after one optimizer step on micro_batches, and the step's metric row."""
     trained = copy.deepcopy(model)
     metrics = []
-    config = TrainingConfig(learning_rate=0.5, optim=optim, max_grad_norm=0.0, lr_scheduler_type="constant")
+    config = TrainingSpec(learning_rate=0.5, optim=optim, max_grad_norm=0.0, lr_scheduler_type="constant")
     train_loop(trained, iter([micro_batches]), config, 1, torch.device("cpu"), lambda: {}, metrics.append, lambda: False)
     return trained, metrics[0]
 

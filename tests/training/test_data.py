@@ -60,10 +60,10 @@ def test_collate_restarts_positions_per_packed_example_and_masks_padding_and_bou
 
 
 def test_packed_examples_do_not_attend_to_each_other():
-    from app.training.models import build_tiny_llama
+    from app.training.loading import build_random_model
     from app.settings import Settings
 
-    model, tokenizer = build_tiny_llama(Settings(), seed=0)
+    model, tokenizer = build_random_model(Settings(), 0)
     first, second = (tokenize_row(row, tokenizer, 512) for row in VARIED_ROWS[:2])
     packed = collate([[first, second]], tokenizer.pad_token_id)
     alone = collate([[second]], tokenizer.pad_token_id)

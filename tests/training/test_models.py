@@ -1,4 +1,4 @@
-"""The model registry and loaders: tiny-llama from its config, allowed paths, unknown ids, the byte tokenizer."""
+"""The trainable models and their loaders: tiny-llama from its config, allowed paths, unknown ids, the byte tokenizer."""
 
 from __future__ import annotations
 
@@ -9,8 +9,9 @@ import torch
 
 from app.settings import Settings
 from app.training.byte_tokenizer import build_byte_tokenizer
-from app.training.models import load_model
-from app.jobs.registry import UnknownModelError, available_models, resolve_model
+from app.training.loading import load_model
+from app.calc import load_catalogue
+from app.spec import FieldError
 
 
 def test_byte_tokenizer_round_trips_any_text_within_512_ids():
@@ -34,7 +35,7 @@ def test_tiny_llama_is_built_from_the_content_config_with_seeded_random_weights(
 
 
 def test_unknown_model_is_a_clear_error_naming_the_choices(settings):
-    with pytest.raises(UnknownModelError, match="tiny-llama.*LORAPEDIA_ALLOWED_MODELS"):
+    with pytest.raises(FieldError, match="tiny-llama.*LORAPEDIA_ALLOWED_MODELS"):
         load_model("meta-llama/Llama-3.1-8B", settings)
 
 
@@ -44,10 +45,11 @@ def test_an_operator_allowed_local_path_loads_with_from_pretrained(settings, tmp
     built.model.save_pretrained(path)
     built.tokenizer.save_pretrained(path)
     allowed = Settings(var_dir=settings.var_dir, allowed_models=[str(path)])
-    assert [entry.id for entry in available_models(allowed)][-1] == str(path)
-    assert resolve_model(str(path), allowed).source == "operator-allowed"
+    catalogue = load_catalogue()
+    assert [entry.id for entry in catalogue.trainable(allowed.allowed_models)][-1] == str(path)
+    assert catalogue.resolve_trainable(str(path), allowed.allowed_models).weights == "allowed"
     loaded = load_model(str(path), allowed)
     assert torch.equal(loaded.model.model.embed_tokens.weight, built.model.model.embed_tokens.weight)
     assert loaded.tokenizer.chat_template == built.tokenizer.chat_template
-    with pytest.raises(UnknownModelError):
+    with pytest.raises(FieldError):
         load_model(str(path), settings)  # the same path is refused where the operator did not allow it

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from app.settings import Settings, get_settings
-from app.training.models import load_model, prepare_smollm2, smollm2_cache_dir
+from app.training.loading import load_model, prepare_smollm2, smollm2_cache_dir
 from app.training.run import run_training
 from app.training.sampling import greedy_answers
 from tests.training.conftest import Recorder

@@ -9,7 +9,7 @@ import pytest
 from sqlmodel import Session
 
 from app.jobs import queue
-from app.jobs.models import JobStatus
+from app.jobs.tables import JobStatus
 from app.settings import PROJECT_ROOT
 from tests.jobs.sse_client import parse_events
 
@@ -60,12 +60,12 @@ def test_a_job_is_queued_with_201_its_location_and_its_prediction_slots(client):
         ({"dataset": "no-such-set"}, ["body", "dataset"], "unknown dataset"),
         ({"training": {"max_steps": 10_000}}, ["body", "training", "max_steps"], "500"),
         ({"training": {"max_steps": -1, "num_train_epochs": 90.0}}, ["body", "training", "num_train_epochs"], "500"),
-        ({"training": {"max_seq_length": 4096}}, ["body", "training", "max_seq_length"], "1024"),
+        ({"training": {"max_seq_length": 4096}}, ["body", "training", "max_seq_length"], "at most 1,024 on this instance"),
         ({"training": {"learning_rate": "0.1"}}, ["body", "training", "learning_rate"], "number"),
         ({"training": {"lr_scheduler_type": "zigzag"}}, ["body", "training", "lr_scheduler_type"], "linear"),
-        ({"training": {"warmup_stepz": 3}}, ["body", "training", "warmup_stepz"], "not permitted"),
+        ({"training": {"warmup_stepz": 3}}, ["body", "training", "warmup_stepz"], "not a field here"),
         ({"lora": {"r": 0}}, ["body", "lora", "r"], "at least 1"),
-        ({"lora": {"lora_dropout": 1.0}}, ["body", "lora", "lora_dropout"], "probability"),
+        ({"lora": {"lora_dropout": 1.0}}, ["body", "lora", "lora_dropout"], "less than 1"),
         ({"dataset": None, "dataset_jsonl": '{"prompt": "hi", "response": "ho"}\n{"prompt": "no answer"}\n'}, ["body", "dataset_jsonl"], "line 2"),
         ({"dataset_jsonl": '{"prompt": "hi", "response": "ho"}'}, ["body"], "exactly one"),
         # configs the worker cannot run are refused up front, on the field at fault
@@ -104,27 +104,17 @@ def test_schedulers_that_need_no_kwargs_are_queued(client, scheduler):
 def test_the_prediction_says_what_it_assumed(client):
     job = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "adagrad"}}).json()
     assert job["predicted_trainable_params"] > 0
-    assert job["config"]["prediction"] == {"base_dtype": "fp32", "optimizer": "adamw_torch", "job_optimizer": "adagrad"}
+    assert job["prediction_basis"] == {"base_dtype": "fp32", "optimizer": "adagrad"}
     job = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "sgd"}}).json()
-    assert job["config"]["prediction"]["optimizer"] == "sgd"
+    assert job["prediction_basis"]["optimizer"] == "sgd"
 
 
-def test_the_prediction_reads_the_catalogue_of_the_instance_content_dir(tmp_path, settings, client):
-    import shutil
-
-    import yaml
-
-    content = tmp_path / "content"
-    shutil.copytree(settings.content_dir, content)
-    models = content / "models"
-    entries = [entry for entry in yaml.safe_load((models / "catalogue.yaml").read_text()) if entry["id"] == "gpt2"]
-    (models / "catalogue.yaml").write_text(yaml.safe_dump(entries))
-    for config in models.glob("*.json"):
-        if config.stem != "gpt2":
-            config.unlink()
-    settings.content_dir = content  # this instance's calculator knows gpt2 only: a tiny-llama job is queued unpredicted
-    job = client.post("/api/jobs", json=SMALL_JOB).json()
-    assert job["predicted_trainable_params"] is None and "prediction" not in job["config"]
+def test_a_model_outside_the_calculators_catalogue_is_queued_unpredicted(tmp_path, settings, client):
+    settings.allowed_models = [str(tmp_path / "my-model")]  # an operator's local model: jobs may train it, the calculator has no config
+    job = client.post("/api/jobs", json={**SMALL_JOB, "model": str(tmp_path / "my-model")})
+    assert job.status_code == 201, job.text
+    job = job.json()
+    assert job["predicted_trainable_params"] is None and job["prediction_basis"] is None
     html = client.get(f"/jobs/{job['id']}").text
     assert "not in the calculator" in html
 
@@ -135,7 +125,8 @@ def test_concurrent_submissions_never_over_admit(app, client, settings, monkeypa
     import time
 
     from app.jobs import service
-    from app.jobs.schemas import JobCreate
+    from app.calc import load_catalogue
+    from app.spec import FieldError, JobCreate
 
     settings.max_queued_jobs = 3
     counted = queue.count_queued
@@ -151,9 +142,9 @@ def test_concurrent_submissions_never_over_admit(app, client, settings, monkeypa
     def submit():
         with Session(app.state.engine) as session:
             try:
-                service.create_job(session, settings, JobCreate.model_validate(SMALL_JOB))
+                service.create_job(session, settings, load_catalogue(), JobCreate.model_validate(SMALL_JOB))
                 outcomes.append("queued")
-            except service.JobRejected:
+            except FieldError:
                 outcomes.append("refused")
 
     threads = [threading.Thread(target=submit) for _ in range(6)]
@@ -235,12 +226,11 @@ def test_pasted_rows_are_stored_for_the_worker_but_not_shown(app, client):
     rows = "".join('{"prompt": "p%d", "response": "r"}\n' % n for n in range(4))
     job = client.post("/api/jobs", json={**SMALL_JOB, "dataset": None, "dataset_jsonl": rows}).json()
     assert job["dataset"] == "pasted" and "dataset_rows" not in job
-    from app.jobs.models import Job
-    from app.jobs.worker import training_spec
+    from app.jobs.tables import Job
 
     with Session(app.state.engine) as session:
-        spec = training_spec(session.get(Job, job["id"]))
-    assert len(spec["dataset_rows"]) == 4 and "dataset" not in spec
+        spec = session.get(Job, job["id"]).spec(with_rows=True)
+    assert len(spec.dataset_rows) == 4 and spec.dataset == "pasted"
 
 
 def test_unknown_jobs_are_404(client):

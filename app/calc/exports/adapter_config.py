@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from app.calc.exports.context import ExportContext
-from app.calc.fields import adapter_config_defaults
+from app.spec.lora import adapter_config_defaults
 
 
 def adapter_config_json(context: ExportContext) -> str:

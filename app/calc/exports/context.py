@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
-from app.calc.spec import LoraSpec
-from app.calc.training_spec import TrainingSpec
+from app.spec.lora import LoraSpec
+from app.spec.training import CalcTrainingSpec
 
 
 @dataclass(frozen=True)
@@ -17,7 +17,7 @@ class ExportContext:
     """The configuration to export, with the model's id and the leaf names LoRA actually reaches."""
 
     lora: LoraSpec
-    training: TrainingSpec
+    training: CalcTrainingSpec
     model_name: str  # a Hugging Face id when known, else a placeholder the user replaces
     adapted_leaves: tuple[str, ...] = ()  # e.g. ("q_proj", "v_proj"): for tools that take only plain names
 
@@ -59,10 +59,7 @@ def lora_arguments(lora: LoraSpec) -> dict[str, Any]:
     return ordered
 
 
-DEFAULT_LEARNING_RATE = 2e-4  # written when the configuration gives no learning_rate
-
-
-def trainer_settings(training: TrainingSpec, *, sequence: str, batch: str, optimizer: str) -> dict[str, Any]:
+def trainer_settings(training: CalcTrainingSpec, *, sequence: str, batch: str, optimizer: str) -> dict[str, Any]:
     """Sequence length, batch, accumulation, checkpointing, optimizer, learning rate and precision flags,
     under the tool's names for the first two and the optimizer; the others have the same name everywhere."""
     return {
@@ -70,8 +67,8 @@ def trainer_settings(training: TrainingSpec, *, sequence: str, batch: str, optim
         batch: training.per_device_train_batch_size,
         "gradient_accumulation_steps": training.gradient_accumulation_steps,
         "gradient_checkpointing": training.gradient_checkpointing,
-        optimizer: training.optimizer,
-        "learning_rate": training.learning_rate if training.learning_rate is not None else DEFAULT_LEARNING_RATE,
+        optimizer: training.optim,
+        "learning_rate": training.learning_rate,
         "bf16": training.base_dtype not in ("fp32", "fp16"),
         "fp16": training.base_dtype == "fp16",
     }

@@ -8,7 +8,7 @@ from functools import lru_cache
 from typing import Any
 
 from app.calc.architecture import Architecture
-from app.calc.errors import CalcInputError, check_nesting, describe
+from app.spec.errors import FieldError, check_nesting, describe
 from app.calc.families.gpt2 import build_gpt2
 from app.calc.families.llama_like import VARIANTS, build_llama_like
 from app.calc.families.mixtral import build_mixtral
@@ -26,17 +26,17 @@ SUPPORTED_MODEL_TYPES: tuple[str, ...] = tuple(sorted(BUILDERS))
 def architecture_from_config(config: dict[str, Any]) -> Architecture:
     """The architecture a config.json describes; an unsupported model_type names the supported ones."""
     if not isinstance(config, dict):
-        raise CalcInputError(("model_config",), "model_config must be a JSON object (the contents of config.json)", "dict_type")
+        raise FieldError(("model_config",), "model_config must be a JSON object (the contents of config.json)", "dict_type")
     model_type = config.get("model_type")
     if model_type is None:
-        raise CalcInputError(("model_config", "model_type"), "config.json has no model_type", "missing")
+        raise FieldError(("model_config", "model_type"), "config.json has no model_type", "missing")
     if not isinstance(model_type, str):
-        raise CalcInputError(
+        raise FieldError(
             ("model_config", "model_type"), f"model_type must be a string such as \"llama\", got {describe(model_type)}",
             "string_type",
         )
     if model_type not in BUILDERS:
-        raise CalcInputError(
+        raise FieldError(
             ("model_config", "model_type"),
             f"model_type {describe(model_type)} is not supported; supported: {', '.join(SUPPORTED_MODEL_TYPES)}",
             "unsupported_model_type",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from app.calc.errors import CalcInputError, describe
+from app.spec.errors import FieldError, describe
 
 LOC = "model_config"
 MAX_SIZE = 10_000_000  # widths, vocabularies, heads: above every published model by far
@@ -19,7 +19,7 @@ def require_int(config: dict[str, Any], key: str, *, minimum: int = 1, maximum: 
                 reason: str = SIZE_REASON) -> int:
     """A required positive integer field, at most `maximum` (`reason` says why)."""
     if key not in config or config[key] is None:
-        raise CalcInputError((LOC, key), f"{key} is required for model_type {config.get('model_type')!r}", "missing")
+        raise FieldError((LOC, key), f"{key} is required for model_type {config.get('model_type')!r}", "missing")
     return _checked_int(key, config[key], minimum, maximum, reason)
 
 
@@ -38,7 +38,7 @@ def optional_bool(config: dict[str, Any], key: str, default: bool) -> bool:
     if value is None:
         return default
     if not isinstance(value, bool):
-        raise CalcInputError((LOC, key), f"{key} must be true or false, got {describe(value)}", "bool_type")
+        raise FieldError((LOC, key), f"{key} must be true or false, got {describe(value)}", "bool_type")
     return value
 
 
@@ -46,17 +46,17 @@ def optional_str(config: dict[str, Any], key: str) -> str | None:
     """An optional string field (an activation name...); None when missing or null."""
     value = config.get(key)
     if value is not None and not isinstance(value, str):
-        raise CalcInputError((LOC, key), f"{key} must be a string, got {describe(value)}", "string_type")
+        raise FieldError((LOC, key), f"{key} must be a string, got {describe(value)}", "string_type")
     return value
 
 
 def _checked_int(key: str, value: Any, minimum: int, maximum: int, reason: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise CalcInputError((LOC, key), f"{key} must be an integer, got {describe(value)}", "int_type")
+        raise FieldError((LOC, key), f"{key} must be an integer, got {describe(value)}", "int_type")
     if value < minimum:
-        raise CalcInputError((LOC, key), f"{key} must be at least {minimum}, got {describe(value)}", "greater_than_equal")
+        raise FieldError((LOC, key), f"{key} must be at least {minimum}, got {describe(value)}", "greater_than_equal")
     if value > maximum:
-        raise CalcInputError(
+        raise FieldError(
             (LOC, key), f"{key} of {describe(value)} is {reason}; the most accepted is {maximum:,}", "less_than_equal"
         )
     return value
@@ -85,7 +85,7 @@ def decoder_sizes(config: dict[str, Any], *, head_dim_default: int | None = None
     vocab = require_int(config, "vocab_size")
     kv_heads = optional_int(config, "num_key_value_heads", heads)
     if head_dim_default is None and config.get("head_dim") is None and heads > hidden:
-        raise CalcInputError(
+        raise FieldError(
             (LOC, "num_attention_heads"),
             f"num_attention_heads ({heads}) is more than hidden_size ({hidden}): without a head_dim each head would "
             "get hidden_size // num_attention_heads = 0 dimensions",

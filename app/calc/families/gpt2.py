@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from app.calc.architecture import Architecture
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.families.config_fields import (
     LAYERS_REASON,
     LOC,
@@ -25,7 +25,7 @@ def build_gpt2(config: dict[str, Any]) -> Architecture:
     layers = require_int(config, "n_layer", maximum=MAX_LAYERS, reason=LAYERS_REASON)
     heads = require_int(config, "n_head")
     if hidden % heads:
-        raise CalcInputError(
+        raise FieldError(
             (LOC, "n_head"), f"n_embd ({hidden}) must be divisible by n_head ({heads}), as GPT-2's attention requires",
             "multiple_of",
         )

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Body, HTTPException
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
-from app.calc import CalcInputError, CalcRequest, CalcResult, compute
+from app.calc import FieldError, CalcRequest, CalcResult, compute
 from app.calc.explain import Explanation, explain
 from app.web.deps import CatalogueDep
 from app.web.errors import validation_detail
@@ -19,7 +19,7 @@ CALC_EXAMPLE = {
     "model": "llama-3.1-8b",
     "lora": {"r": 16, "lora_alpha": 32, "target_modules": ["q_proj", "k_proj", "v_proj", "o_proj"], "use_dora": False},
     "training": {"per_device_train_batch_size": 4, "gradient_accumulation_steps": 4, "max_seq_length": 1024,
-                 "gradient_checkpointing": True, "base_dtype": "nf4", "optimizer": "adamw_8bit", "devices": 1},
+                 "gradient_checkpointing": True, "base_dtype": "nf4", "optim": "adamw_8bit", "devices": 1},
 }
 ERROR_RESPONSES = {422: {"description": "A field is invalid: `detail` lists each field (`loc`) and the reason (`msg`)."}}
 
@@ -34,6 +34,7 @@ class ModelSummary(BaseModel):
     size: str = Field(description="Parameter count, rounded.")
     model_type: str
     note: str = ""
+    trainable: bool = Field(False, description="Whether POST /api/jobs can train it on this install.")
 
 
 class ModelDetail(ModelSummary):
@@ -49,7 +50,7 @@ def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
 
 def _summary(model) -> dict[str, Any]:
     return dict(id=model.id, name=model.name, hf_id=model.hf_id, licence=model.licence, size=model.size,
-                model_type=model.config["model_type"], note=model.note)
+                model_type=model.config["model_type"], note=model.note, trainable=model.trainable)
 
 
 @router.post("/calc", response_model=CalcResult, responses=ERROR_RESPONSES)
@@ -64,7 +65,7 @@ def calculate(
     """
     try:
         return compute(request, catalogue)
-    except CalcInputError as error:
+    except FieldError as error:
         return unprocessable([error.as_error(("body",))])
 
 
@@ -79,7 +80,7 @@ def get_model(model_id: str, catalogue: CatalogueDep):
     """One catalogue model with its real config.json."""
     try:
         model = catalogue.get(model_id)
-    except CalcInputError as error:
+    except FieldError as error:
         raise HTTPException(404, error.message) from None
     return {**_summary(model), "config": model.config}
 
@@ -97,7 +98,7 @@ def explain_adapter(
         return unprocessable([{"loc": ["body", "model_config"], "msg": "model_config must be a JSON object", "type": "dict_type"}])
     try:
         return explain(adapter_config, model_config, catalogue)
-    except CalcInputError as error:
+    except FieldError as error:
         return unprocessable([error.as_error(("body",))])
     except ValidationError as error:
         return unprocessable([{**detail, "loc": ["body", *detail["loc"]]} for detail in error.errors()])

@@ -13,9 +13,9 @@ from sqlmodel import Session
 
 from app.content import datasets
 from app.jobs import service
-from app.jobs.models import Job, JobPublic, MetricPublic
-from app.jobs.schemas import JobCreate
-from app.web.deps import EngineDep, SessionDep, SettingsDep
+from app.jobs.tables import Job, JobPublic, MetricPublic
+from app.spec import FieldError, JobCreate
+from app.web.deps import CatalogueDep, EngineDep, SessionDep, SettingsDep
 from app.web.sse import job_event_stream, parse_resume_step
 
 router = APIRouter(prefix="/api", tags=["jobs"])
@@ -62,11 +62,12 @@ def list_datasets(settings: SettingsDep) -> list[DatasetPublic]:
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="Queue a fine-tuning job",
              responses={422: {"description": "A field breaks a rule or an instance limit; `detail` names it and says why"}})
-def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, response: Response) -> JobPublic:
+def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep,
+               response: Response) -> JobPublic:
     try:
-        job = service.create_job(session, settings, request)
-    except service.JobRejected as rejected:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, rejected.as_detail()) from rejected
+        job = service.create_job(session, settings, catalogue, request)
+    except FieldError as rejected:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [rejected.as_error(("body",))]) from rejected
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return service.job_public(session, job)
 

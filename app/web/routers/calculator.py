@@ -8,36 +8,37 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from app.calc.exports import ExportContext, render_all
-from app.calc.form import CUSTOM_MODEL, DEFAULT_MODEL, FIELD_BY_NAME, FIELDS, FormOutcome, calculate, to_query
-from app.calc.result import CalcResult
 from app.calc.catalogue import Catalogue
-from app.jobs.schemas import TrainingSpec as JobTrainingSpec
-from app.jobs.registry import BUILTIN_MODELS
+from app.calc.exports import ExportContext, render_all
+from app.calc.request import CUSTOM_MODEL, DEFAULT_MODEL
+from app.calc.result import CalcResult
+from app.spec.base import as_text
 from app.web.deps import CatalogueDep, LibraryDep
+from app.web.forms import CALCULATOR_FIELDS, JOB_FIELDS, FormOutcome, calculator_form
 from app.web.templating import is_htmx, render
 
 router = APIRouter(include_in_schema=False)
 
 TEMPLATE = "calculator/calculator.html"
+FIELD_NAMES = frozenset(meta.name for meta in CALCULATOR_FIELDS)
 # Encyclopedia pages that are not a form field themselves, and the field that shows them: the pages the form's
-# fields link to under another name (optim -> optimizer, load_in_4bit -> base_dtype), then pages no field links to.
+# fields link to under another name (load_in_4bit -> base_dtype), then pages no field links to.
 FOCUS_ALIASES = {
-    **{form_field.page: form_field.name for form_field in FIELDS if form_field.page and form_field.page != form_field.name},
+    **{meta.page: meta.name for meta in CALCULATOR_FIELDS if meta.page and meta.page != meta.name},
     "bnb_4bit_quant_type": "base_dtype",
     "bnb_4bit_compute_dtype": "base_dtype",
     **{name: "target_modules" for name in (
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens", "lm_head",
     )},
 }
-JOB_TRAINING_FIELDS = frozenset(JobTrainingSpec.model_fields)
+JOB_FIELD_NAMES = frozenset(meta.name for meta in JOB_FIELDS)
 
 
 def focused_field(slug: str | None) -> str | None:
     """The form field a parameter page's "try it" link should focus."""
     if not slug:
         return None
-    if slug in FIELD_BY_NAME:
+    if slug in FIELD_NAMES:
         return slug
     return FOCUS_ALIASES.get(slug)
 
@@ -48,32 +49,27 @@ def _exports(outcome: FormOutcome, result: CalcResult, model_name: str) -> list[
     return render_all(ExportContext(request.lora, request.training, model_name, leaves))
 
 
-def _job_link(outcome: FormOutcome) -> str | None:
+def _job_link(outcome: FormOutcome, trainable: set[str]) -> str | None:
     """A prefilled job form for this configuration, when the model can be trained here."""
     request = outcome.request
-    if request is None or request.model not in BUILTIN_MODELS:  # catalogue models a job can also train
+    if request is None or request.model not in trainable:
         return None
-    query = to_query(request.lora.model_dump(exclude_defaults=True), model=request.model)
-    # Training fields the job form shares with the calculator carry over under the job form's names.
-    training = request.training.model_dump(exclude_defaults=True)
-    if "optimizer" in training:
-        training["optim"] = training.pop("optimizer")
-    query |= {name: str(value).lower() if isinstance(value, bool) else str(value)
-              for name, value in training.items() if name in JOB_TRAINING_FIELDS and value is not None}
-    return "/jobs/new?" + urlencode(query)
+    # the fields the job form shares with the calculator carry over; the rest keep the job's own defaults
+    query = {name: text for name, text in (as_text(request.lora) | as_text(request.training)).items() if name in JOB_FIELD_NAMES}
+    return "/jobs/new?" + urlencode({"model": request.model} | query)
 
 
 def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple[dict[str, Any], FormOutcome]:
     """Everything the calculator template shows for this query string."""
     params = {key: value for key, value in request.query_params.items()}
-    outcome = calculate(params, catalogue)
+    outcome = calculator_form(params, catalogue)
     result = outcome.result
     model_id = outcome.values.get("model", DEFAULT_MODEL) or DEFAULT_MODEL
     model_name = "your-org/your-model"
     if result is not None:
         model_name = result.model.hf_id or result.model.id or result.model.name
     context = {
-        "fields": FIELDS,
+        "fields": CALCULATOR_FIELDS,
         "values": outcome.values,
         "errors": outcome.errors,
         "result": result,
@@ -83,7 +79,7 @@ def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple
         "focus": focused_field(request.query_params.get("focus")),
         "param_slugs": set(library.params),
         "exports": _exports(outcome, result, model_name) if result is not None else [],
-        "job_link": _job_link(outcome),
+        "job_link": _job_link(outcome, {model.id for model in catalogue.trainable()}),
         "partial": is_htmx(request),
         "max_part": max((part.bytes for part in result.memory.components), default=1) if result else 1,
     }

@@ -10,9 +10,9 @@ from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
-from app.calc.errors import CalcInputError
+from app.spec.errors import FieldError
 from app.calc.explain import Explanation, explain
-from app.calc.form import parse_json
+from app.spec.text import parse_json
 from app.web.deps import CatalogueDep, LibraryDep, SettingsDep
 from app.web.templating import render
 
@@ -71,8 +71,8 @@ async def explain_submit(request: Request, catalogue: CatalogueDep, library: Lib
     if not errors:
         try:
             explanation = explain(adapter_config, model_config, catalogue)
-        except (CalcInputError, ValidationError) as error:
-            field = error.loc[0] if isinstance(error, CalcInputError) else "adapter_config"
-            errors[str(field)] = error.message if isinstance(error, CalcInputError) else str(error)
+        except (FieldError, ValidationError) as error:
+            field = error.loc[0] if isinstance(error, FieldError) else "adapter_config"
+            errors[str(field)] = error.message if isinstance(error, FieldError) else str(error)
     status = 422 if errors else 200
     return render(request, TEMPLATE, _context(library, values, errors, explanation), block="explanation", status_code=status)

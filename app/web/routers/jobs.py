@@ -11,10 +11,13 @@ from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.content import datasets
-from app.jobs import form, service
-from app.jobs.models import FINISHED_STATUSES, JobPublic, MetricPublic
-from app.jobs.registry import available_models
-from app.web.deps import EngineDep, LibraryDep, SessionDep, SettingsDep
+from app.jobs import service
+from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
+from app.spec import FieldError
+from app.spec.base import as_text
+from app.spec.errors import by_field
+from app.web import forms
+from app.web.deps import CatalogueDep, EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.routers.api_jobs import JobDep, existing_job_id
 from app.web.sse import job_event_stream, parse_resume_step
 from app.web.templating import is_htmx, render, templates
@@ -34,29 +37,30 @@ def job_list(request: Request, session: SessionDep):
 
 def focused_field(slug: str | None) -> str | None:
     """The job form input a parameter page's "try it" link (/jobs/new?focus=<slug>) should focus, if the form has it."""
-    if slug and (slug in form.OTHER_INPUTS or any(field.name == slug for field in form.form_fields())):
+    if slug and (slug in forms.JOB_INPUTS or any(field.name == slug for field in forms.JOB_FIELDS)):
         return slug
     return None
 
 
-def _form_context(settings, library, values: dict[str, str], errors: dict[str, str], focus: str | None = None) -> dict[str, Any]:
+def _form_context(settings, library, catalogue, values: dict[str, str], errors: dict[str, str],
+                  focus: str | None = None) -> dict[str, Any]:
     return {
         "focus": focus,
-        "fields": form.form_fields(),
+        "fields": forms.JOB_FIELDS,
         "values": values,
         "errors": errors,
-        "models": available_models(settings),
+        "models": catalogue.trainable(settings.allowed_models),
         "datasets": datasets.list_datasets(settings.content_dir),
         "param_slugs": set(library.params),
     }
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job(request: Request, settings: SettingsDep, library: LibraryDep):
+def new_job(request: Request, settings: SettingsDep, library: LibraryDep, catalogue: CatalogueDep):
     """The job form, prefilled from the URL query (parameter pages and the calculator link here); ?focus=<field> marks one."""
-    values = form.prefill(request.query_params)
+    values = forms.prefill(forms.JOB_FIELDS, request.query_params, forms.JOB_INPUTS)
     focus = focused_field(request.query_params.get("focus"))
-    return render(request, "jobs/new.html", _form_context(settings, library, values, {}, focus))
+    return render(request, "jobs/new.html", _form_context(settings, library, catalogue, values, {}, focus))
 
 
 def data_preview(settings, submitted: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -76,7 +80,7 @@ def data_preview(settings, submitted: dict[str, str]) -> tuple[dict[str, Any] | 
 
 
 @router.post("/jobs/new", response_class=HTMLResponse)
-async def submit_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep):
+async def submit_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep, catalogue: CatalogueDep):
     """Queue the job and go to its page; or show the form again with a message at each bad field.
 
     The "Preview the data" button shows the rows the job would train on without queueing anything.
@@ -84,16 +88,21 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
     # Starlette caps a form field at 1 MB by default; a pasted dataset may be larger (the body limit still holds)
     fields = await request.form(max_part_size=settings.max_body_bytes)
     submitted = {key: value for key, value in fields.items() if isinstance(value, str)}
+    values = forms.prefill(forms.JOB_FIELDS, submitted, forms.JOB_INPUTS)
     if submitted.pop("action", "") == "preview":
         preview, errors = data_preview(settings, submitted)
-        context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors) | {"preview": preview}
+        context = _form_context(settings, library, catalogue, values, errors) | {"preview": preview}
         return render(request, "jobs/new.html", context, block="job_form", status_code=422 if errors else 200)
-    try:
-        job = service.create_job(session, settings, form.parse_form(submitted))
-    except (form.FormErrors, service.JobRejected) as error:
-        errors = error.errors if isinstance(error, form.FormErrors) else {form.field_name(error.loc): error.message}
-        context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors)
-        return render(request, "jobs/new.html", context, block="job_form", status_code=422)
+    outcome = forms.job_form(submitted)
+    errors = outcome.errors
+    if not errors:
+        try:
+            job = service.create_job(session, settings, catalogue, outcome.request)
+        except FieldError as error:
+            errors = by_field([error.as_error()])
+    if errors:
+        return render(request, "jobs/new.html", _form_context(settings, library, catalogue, values, errors),
+                      block="job_form", status_code=422)
     location = f"/jobs/{job.id}"
     if is_htmx(request):
         return HTMLResponse("", headers={"HX-Redirect": location})
@@ -113,7 +122,8 @@ def job_page(request: Request, job: JobDep, session: SessionDep, library: Librar
         "chart_points": [point.model_dump(mode="json", include=CHART_FIELDS) for point in metrics],
         "param_slugs": set(library.params),
         "live": public.status not in FINISHED_STATUSES,
-        "rerun_query": urlencode(form.query_for(public.config) | {"model": public.model, "dataset": public.dataset}),
+        "rerun_query": urlencode(as_text(public.config.lora) | as_text(public.config.training)
+                                 | {"model": public.model, "dataset": public.dataset}),
     })
 
 

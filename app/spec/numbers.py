@@ -1,4 +1,4 @@
-"""finite_number: the one check every number of the calculator's input goes through before its range is checked."""
+"""finite_number: the one check every number of a spec field goes through before its range is checked."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from typing import Any
 
 from pydantic_core import PydanticCustomError
 
-from app.calc.errors import describe
+from app.spec.errors import describe
 
 FLOAT_MAX = sys.float_info.max  # about 1.8e308: beyond it a number has no float, so no arithmetic can use it
 
@@ -25,9 +25,9 @@ def finite_number(value: Any, what: str, rule: str = "a finite number") -> int |
     if isinstance(value, int):
         if abs(value) > FLOAT_MAX:
             raise PydanticCustomError(
-                "finite_number",
+                "not_finite",
                 f"{what} is {describe(value)}, beyond the range of a float (about 1.8e308); it must be {rule}",
             )
     elif not math.isfinite(value):
-        raise PydanticCustomError("finite_number", f"{what} must be {rule}, got {value}")
+        raise PydanticCustomError("not_finite", f"{what} must be {rule}, got {value}")
     return value
