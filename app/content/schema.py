@@ -120,3 +120,7 @@ class GuideFrontMatter(BaseModel):
     related: list[str] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list)
     order: int = 100
+    symptoms: list[Annotated[str, Field(min_length=3, max_length=120)]] = Field(
+        default_factory=list, max_length=30,
+        description="what people see or type (error messages, curve shapes): makes the guide a troubleshooting guide",
+    )
