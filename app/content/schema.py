@@ -124,3 +124,14 @@ class GuideFrontMatter(BaseModel):
         default_factory=list, max_length=30,
         description="what people see or type (error messages, curve shapes): makes the guide a troubleshooting guide",
     )
+
+
+SynonymEntry = Annotated[str, Field(min_length=1, max_length=60)]
+
+
+class SynonymsFile(BaseModel):
+    """content/search/synonyms.yaml: groups of words and phrases a search treats as the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: list[Annotated[list[SynonymEntry], Field(min_length=2, max_length=20)]] = Field(max_length=500)
