@@ -31,6 +31,8 @@ FOCUS_ALIASES = {
     )},
 }
 JOB_TRAINING_FIELDS = frozenset(JobTrainingSpec.model_fields)
+# Query names as transformers spells them, read as the form field they fill (guides' "try it" links use them).
+QUERY_ALIASES = {"optim": "optimizer"}
 
 
 def focused_field(slug: str | None) -> str | None:
@@ -66,6 +68,9 @@ def _job_link(outcome: FormOutcome) -> str | None:
 def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple[dict[str, Any], FormOutcome]:
     """Everything the calculator template shows for this query string."""
     params = {key: value for key, value in request.query_params.items()}
+    for alias, name in QUERY_ALIASES.items():
+        if alias in params:
+            params.setdefault(name, params.pop(alias))
     outcome = calculate(params, catalogue)
     result = outcome.result
     model_id = outcome.values.get("model", DEFAULT_MODEL) or DEFAULT_MODEL
