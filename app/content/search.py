@@ -30,6 +30,7 @@ MAX_LIMIT = 50
 MAX_CANDIDATES = 500  # more than the library's pages: every match is ranked
 FILLER_PER_PAGE = 3
 EXCERPT_WORDS = 28
+PASSAGE_STRIDE = 100_000
 FILLER_TOKEN = "zzfillerzz"
 # Weight of each column's BM25: the title and the names people type outrank the summary, which outranks the body.
 COLUMNS = ("title", "names", "summary", "body")
@@ -152,7 +153,7 @@ class SearchIndex:
             "CREATE VIRTUAL TABLE pages USING fts5(title, names, summary, body, tokenize='porter unicode61', prefix='2 3')"
         )
         # Each paragraph of each body again, for excerpts: marking a paragraph costs a fraction of marking a body.
-        self._db.execute("CREATE VIRTUAL TABLE passages USING fts5(text, page UNINDEXED, tokenize='porter unicode61')")
+        self._db.execute("CREATE VIRTUAL TABLE passages USING fts5(text, tokenize='porter unicode61')")
         self._exact: dict[str, list[int]] = {}
         document_frequency: Counter[str] = Counter()
         for number, page in enumerate(self.pages):
@@ -160,8 +161,11 @@ class SearchIndex:
             row = (page.meta.title, "\n".join(names), page.meta.summary, page.rendered.text)
             row = tuple(_CONTROL.sub(" ", text) for text in row)
             self._db.execute("INSERT INTO pages(rowid, title, names, summary, body) VALUES (?, ?, ?, ?, ?)", (number, *row))
-            paragraphs = (" ".join(_CONTROL.sub(" ", line).split()) for line in page.rendered.text.split("\n"))
-            self._db.executemany("INSERT INTO passages(text, page) VALUES (?, ?)", [(text, number) for text in paragraphs if text])
+            paragraphs = [" ".join(_CONTROL.sub(" ", line).split()) for line in page.rendered.text.split("\n")]
+            paragraphs = [text for text in paragraphs if text][: PASSAGE_STRIDE - 1]
+            # A passage's rowid holds its page (rowid // PASSAGE_STRIDE), so finding them reads no stored text.
+            self._db.executemany("INSERT INTO passages(rowid, text) VALUES (?, ?)",
+                                 [(number * PASSAGE_STRIDE + index, text) for index, text in enumerate(paragraphs)])
             document_frequency.update({atom for text in row for atom in atoms(text) if 3 <= len(atom) <= 30})
             for name in names:
                 key = name_key(name)
@@ -304,19 +308,18 @@ class SearchIndex:
             return self._db.execute(sql, (fts_query, len(self.pages), MAX_CANDIDATES)).fetchall()
 
     def _snippets(self, fts_query: str, numbers: list[int]) -> dict[int, str]:
-        """Page number -> its summary with the matches marked, or else its best-matching paragraph, marked and cut."""
+        """Page number -> its summary with the matches marked, or else its first matching paragraph, marked and cut."""
         summaries = self._marked("pages", "highlight(pages, 2, ?, ?)", fts_query, numbers)
         unmarked = {number for number in numbers if _MARK_OPEN not in summaries.get(number, "")}
         if not unmarked:
             return summaries
-        best: dict[int, int] = {}
-        pages = ", ".join(str(int(number)) for number in unmarked)
-        sql = f"SELECT rowid, page FROM passages WHERE passages MATCH ? AND page IN ({pages}) ORDER BY bm25(passages)"
+        first: dict[int, int] = {}
         with self._lock:
-            for passage, page in self._db.execute(sql, (fts_query,)):
-                best.setdefault(page, passage)
-        passages = self._marked("passages", "highlight(passages, 0, ?, ?)", fts_query, list(best.values()))
-        return summaries | {page: _excerpt(passages[passage]) for page, passage in best.items() if passage in passages}
+            for (passage,) in self._db.execute("SELECT rowid FROM passages WHERE passages MATCH ?", (fts_query,)):
+                if passage // PASSAGE_STRIDE in unmarked:
+                    first.setdefault(passage // PASSAGE_STRIDE, passage)
+        passages = self._marked("passages", "highlight(passages, 0, ?, ?)", fts_query, list(first.values()))
+        return summaries | {page: _excerpt(passages[passage]) for page, passage in first.items() if passage in passages}
 
     def _marked(self, table: str, function: str, fts_query: str, rowids: list[int]) -> dict[int, str]:
         """rowid -> the marking function's text, for the listed rows of `table` that the query matches."""
