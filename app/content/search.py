@@ -26,6 +26,7 @@ MAX_QUERY_CHARS = 200
 MAX_UNITS = 8
 MAX_ATOMS_PER_UNIT = 8
 MAX_PREFIX_COMPLETIONS = 8
+MAX_CORRECTABLE = 32  # longer atoms are never within two edits of a vocabulary word (at most 30 letters)
 MAX_LIMIT = 50
 MAX_CANDIDATES = 500  # more than the library's pages: every match is ranked
 FILLER_PER_PAGE = 3
@@ -259,7 +260,7 @@ class SearchIndex:
 
     def _fix(self, atom: str, prefix: bool) -> str:
         """`atom` itself when the index or the synonym table knows it (as a prefix while typing), else its correction."""
-        if len(atom) < 4 or atom.isdigit() or atom in self._known_atoms:
+        if not 4 <= len(atom) <= MAX_CORRECTABLE or atom.isdigit() or atom in self._known_atoms:
             return atom
         if self.matches(f'"{atom}"') or (prefix and (self.matches(f'"{atom}"*') or self.completions(atom))):
             return atom
