@@ -10,8 +10,8 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from app.content.markdown import Rendered, Section, render_markdown
-from app.content.schema import GuideFrontMatter, ParamFrontMatter
-from app.content.search import SearchIndex
+from app.content.schema import GuideFrontMatter, ParamFrontMatter, SynonymsFile
+from app.content.search import SearchIndex, Synonyms
 
 KIND_TITLES = {
     "lora": "LoRA configuration",
@@ -83,8 +83,12 @@ class Library:
         return groups
 
     def sorted_guides(self) -> list[Page]:
-        """Guides in their home-page order."""
-        return sorted(self.guides.values(), key=lambda page: (page.meta.order, page.slug))
+        """Guides that explain (not troubleshooting guides), in their home-page order."""
+        return sorted((page for page in self.guides.values() if not page.meta.symptoms), key=lambda page: (page.meta.order, page.slug))
+
+    def troubleshooting_guides(self) -> list[Page]:
+        """Guides that start from a symptom, in their home-page order."""
+        return sorted((page for page in self.guides.values() if page.meta.symptoms), key=lambda page: (page.meta.order, page.slug))
 
     def suggest(self, slug: str, limit: int = 5) -> list[Page]:
         """Parameter pages whose slug or aliases look like `slug` ("did you mean")."""
@@ -121,12 +125,16 @@ def _split_front_matter(path: Path, text: str) -> tuple[dict, str]:
     return data, text[end + 5 :]
 
 
-def _validate(path: Path, model: type[BaseModel], data: dict):
+def _validate_model(path: Path, model: type[BaseModel], data: dict):
     try:
-        meta = model(**data)
+        return model(**data)
     except ValidationError as error:
         first = error.errors()[0]
         raise ContentError(path, ".".join(str(part) for part in first["loc"]) or "front matter", first["msg"]) from error
+
+
+def _validate(path: Path, model: type[BaseModel], data: dict):
+    meta = _validate_model(path, model, data)
     if meta.slug != path.stem:
         raise ContentError(path, "slug", f"slug {meta.slug!r} must equal the file name {path.stem!r}")
     return meta
@@ -161,6 +169,20 @@ def _backlinks(library: Library) -> dict[str, list[Page]]:
     return backlinks
 
 
+def load_synonyms(path: Path) -> Synonyms:
+    """The search's synonym table (content/search/synonyms.yaml); empty when the file is absent."""
+    if not path.exists():
+        return Synonyms()
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ContentError(path, "synonyms", f"invalid YAML: {error}") from error
+    if not isinstance(data, dict):
+        raise ContentError(path, "synonyms", "must be a mapping with a 'groups' list")
+    meta = _validate_model(path, SynonymsFile, data)
+    return Synonyms.from_groups(meta.groups)
+
+
 def load_library(content_dir: Path) -> Library:
     """Load and render content_dir/params and content_dir/guides; raise ContentError on a bad file."""
     library = Library(
@@ -169,5 +191,6 @@ def load_library(content_dir: Path) -> Library:
     )
     _check_references(library)
     library.backlinks = _backlinks(library)
-    library.index = SearchIndex.build([*library.params.values(), *library.guides.values()])
+    synonyms = load_synonyms(content_dir / "search" / "synonyms.yaml")
+    library.index = SearchIndex.build([*library.params.values(), *library.guides.values()], synonyms)
     return library

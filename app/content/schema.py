@@ -120,3 +120,18 @@ class GuideFrontMatter(BaseModel):
     related: list[str] = Field(default_factory=list)
     references: list[Reference] = Field(default_factory=list)
     order: int = 100
+    symptoms: list[Annotated[str, Field(min_length=3, max_length=120)]] = Field(
+        default_factory=list, max_length=30,
+        description="what people see or type (error messages, curve shapes): makes the guide a troubleshooting guide",
+    )
+
+
+SynonymEntry = Annotated[str, Field(min_length=1, max_length=60)]
+
+
+class SynonymsFile(BaseModel):
+    """content/search/synonyms.yaml: groups of words and phrases a search treats as the same."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    groups: list[Annotated[list[SynonymEntry], Field(min_length=2, max_length=20)]] = Field(max_length=500)

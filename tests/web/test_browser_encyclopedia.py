@@ -26,7 +26,24 @@ def test_search_rank_reach_r_and_follow_a_section_anchor(page, live_server):
     assert page.locator("button.copy-link").first.is_visible(), "copy-link controls are shown when JavaScript runs"
 
 
-@pytest.mark.parametrize("path", ["/", "/params/r", "/search?q=rank", "/guides/choosing-r-and-alpha"])
+def test_type_a_symptom_in_the_header_search_reach_its_guide_and_try_the_fix(page, live_server):
+    page.goto(live_server + "/")
+    page.type("#nav-q", "CUDA out of memory", delay=20)
+    page.press("#nav-q", "Enter")
+    page.wait_for_url("**/search?q=CUDA+out+of+memory")
+    first = page.locator("#search-results ol.search-results > li > a").first
+    assert first.get_attribute("href") == "/guides/out-of-memory"
+    first.click()
+    page.wait_for_url("**/guides/out-of-memory")
+    page.get_by_role("link", name="Try it: checkpointing on").click()
+    page.wait_for_url("**/calculator?*gradient_checkpointing=true*")
+    checkbox = page.locator("#f-gradient_checkpointing")
+    assert checkbox.is_checked(), "the guide's lever arrives applied"
+    assert page.locator("#field-gradient_checkpointing.focused").count() == 1
+    assert page.locator("#f-per_device_train_batch_size").input_value() == "4"
+
+
+@pytest.mark.parametrize("path", ["/", "/params/r", "/search?q=rank", "/guides/choosing-r-and-alpha", "/guides/out-of-memory"])
 def test_no_serious_accessibility_violations(page, live_server, path):
     page.goto(live_server + path)
     assert serious_accessibility_violations(page) == []

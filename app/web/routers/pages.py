@@ -20,8 +20,12 @@ def healthz(library: LibraryDep) -> dict:
 
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def home(request: Request, library: LibraryDep):
-    """What Lorapedia is, parameters grouped by kind, the guides and a search box."""
-    return render(request, "pages/home.html", {"groups": library.params_by_kind(), "guides": library.sorted_guides()})
+    """What Lorapedia is, a search box, the symptoms with their troubleshooting guides, the guides, and parameters by kind."""
+    return render(request, "pages/home.html", {
+        "groups": library.params_by_kind(),
+        "guides": library.sorted_guides(),
+        "troubleshooting": library.troubleshooting_guides(),
+    })
 
 
 @router.get("/guides/{slug}", response_class=HTMLResponse, include_in_schema=False)

@@ -5,19 +5,18 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
+from app.content.search import MAX_QUERY_CHARS
 from app.web.deps import LibraryDep
 from app.web.templating import render
 
 router = APIRouter()
 
-MAX_QUERY_LENGTH = 200
-
 
 @router.get("/search", response_class=HTMLResponse, include_in_schema=False)
 def search_page(request: Request, library: LibraryDep, q: str = ""):
-    """Ranked results for `q` (a title hit beats a body hit); a too-long query gets an inline message."""
-    if len(q) > MAX_QUERY_LENGTH:
-        error = f"The search is {len(q)} characters long; at most {MAX_QUERY_LENGTH} are searched. Shorten it."
+    """Ranked results for `q` (exact names first, then BM25 with titles above bodies); a too-long query gets an inline message."""
+    if len(q) > MAX_QUERY_CHARS:
+        error = f"The search is {len(q)} characters long; at most {MAX_QUERY_CHARS} are searched. Shorten it."
         return render(request, "search/search.html", {"query": q, "hits": [], "error": error}, block="results", status_code=422)
     hits = library.index.search(q) if q.strip() else []
     return render(request, "search/search.html", {"query": q, "hits": hits}, block="results")
