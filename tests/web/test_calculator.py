@@ -96,7 +96,7 @@ def test_every_try_it_link_to_the_calculator_focuses_a_field(app):
 
     unmapped = [
         slug for slug, page in app.state.library.params.items()
-        if try_it_url(slug, page.meta.kind).startswith("/calculator") and focused_field(slug) is None
+        if (try_it_url(slug, page.meta.kind) or "").startswith("/calculator") and focused_field(slug) is None
     ]
     assert unmapped == []
 
@@ -108,7 +108,7 @@ def test_every_training_page_for_a_calculator_field_links_its_try_it_to_the_calc
     for field in FIELDS:
         page = app.state.library.params.get(field.page) if field.page else None
         if page is not None:
-            assert try_it_url(page.slug, page.meta.kind).startswith("/calculator"), page.slug
+            assert (try_it_url(page.slug, page.meta.kind) or "").startswith("/calculator"), page.slug
 
 
 def test_the_pinned_summary_swaps_with_the_results(client):
