@@ -51,7 +51,7 @@ def _explain_key(key: str, value: Any) -> ExplainedKey:
         default, meaning, page, metadata, modelled = meta.default, meta.help, meta.page, False, True
     elif key in UNMODELLED_KEYS:
         info = UNMODELLED_KEYS[key]
-        default, meaning, page, metadata, modelled = info.default, info.meaning, None, info.metadata, False
+        default, meaning, page, metadata, modelled = info.default, info.meaning, info.page, info.metadata, False
     elif key in LEGACY_KEYS:
         return ExplainedKey(key=key, value=_json(value), status="legacy", meaning=LEGACY_KEYS[key])
     else:

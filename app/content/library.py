@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,12 +141,34 @@ def _validate(path: Path, model: type[BaseModel], data: dict):
     return meta
 
 
+def _check_sections(path: Path, meta: ParamFrontMatter, rendered: Rendered) -> None:
+    """A parameter page has the sections of its kind, in order (other h2 sections may sit between them)."""
+    anchors = [section.anchor for section in rendered.sections if section.level == 2]
+    expected = meta.required_sections()
+    present = [anchor for anchor in anchors if anchor in {anchor for _, anchor in expected}]
+    if present != [anchor for _, anchor in expected]:
+        headings = ", ".join(f"'## {heading}'" for heading, _ in expected)
+        raise ContentError(path, "body", f"a {meta.value_kind()} page needs the sections {headings} in this order")
+
+
+def _with_anchor_aliases(meta: ParamFrontMatter, rendered: Rendered) -> Rendered:
+    """Keep a renamed section's older anchor working: an empty element with that id just before the heading."""
+    html = rendered.html
+    for anchor, alias in meta.anchor_aliases().items():
+        html = html.replace(f'<h2 id="{anchor}">', f'<span id="{alias}" class="anchor-alias"></span><h2 id="{anchor}">', 1)
+    return dataclasses.replace(rendered, html=html)
+
+
 def _load_pages(folder: Path, kind: str, model: type[BaseModel]) -> dict[str, Page]:
     pages: dict[str, Page] = {}
     for path in sorted(folder.glob("*.md")):
         data, body = _split_front_matter(path, path.read_text(encoding="utf-8"))
         meta = _validate(path, model, data)
-        pages[meta.slug] = Page(kind=kind, meta=meta, rendered=render_markdown(body), source_path=path)
+        rendered = render_markdown(body)
+        if isinstance(meta, ParamFrontMatter):
+            _check_sections(path, meta, rendered)
+            rendered = _with_anchor_aliases(meta, rendered)
+        pages[meta.slug] = Page(kind=kind, meta=meta, rendered=rendered, source_path=path)
     return pages
 
 

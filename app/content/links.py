@@ -12,8 +12,16 @@ CALCULATOR_TRAINING_FIELDS = frozenset({
 })
 
 
-def try_it_url(slug: str, kind: str) -> str:
-    """Where a parameter page's "try it" link opens, with that parameter in focus."""
-    if kind == "training" and slug not in CALCULATOR_TRAINING_FIELDS:
+# Training pages the calculator shows through another of its fields (precision -> base weights, LoRA+ -> learning_rate).
+CALCULATOR_STAND_INS = frozenset({"bf16", "fp16", "loraplus_lr_ratio"})
+# Pages neither the calculator nor the job form can try yet: their page says so instead of linking.
+NOT_TRYABLE = frozenset({"neftune_noise_alpha"})
+
+
+def try_it_url(slug: str, kind: str) -> str | None:
+    """Where a parameter page's "try it" link opens, with that parameter in focus; None when nothing here has it."""
+    if slug in NOT_TRYABLE:
+        return None
+    if kind == "training" and slug not in CALCULATOR_TRAINING_FIELDS | CALCULATOR_STAND_INS:
         return "/jobs/new?" + urlencode({"focus": slug})
     return "/calculator?" + urlencode({"focus": slug})

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime
 import json
 import re
 from typing import Annotated, Any, Literal
@@ -21,11 +22,32 @@ Owner = Literal[
     "LoraConfig",
     "TrainingArguments",
     "BitsAndBytesConfig",
+    "peft function",
     "target module",
     "Lorapedia job",
 ]
 Kind = Literal["lora", "training", "target-module", "quantization"]
-ValueType = Literal["int", "float", "bool", "str", "enum", "list[str]", "str | list[str]", "dict", "list[int]", "int | list[int]"]
+ValueType = Literal[
+    "int", "float", "bool", "str", "enum", "list[str]", "str | list[str]", "dict", "list[int]", "int | list[int]",
+    "list[tuple[int, int]]", "list[int] | dict", "function",
+]
+ARXIV_ID = r"^\d{4}\.\d{4,5}$"
+
+# The two "which way to move it" sections of a parameter page depend on what kind of value the field holds:
+# (heading, anchor, older anchor kept as an alias so links made before the rename still land).
+CHANGE_SECTIONS: dict[str, tuple[tuple[str, str, str | None], tuple[str, str, str | None]]] = {
+    "number": (("Raising it", "raising-it", None), ("Lowering it", "lowering-it", None)),
+    "bool": (("Turning it on", "turning-it-on", "raising-it"), ("Turning it off", "turning-it-off", "lowering-it")),
+    "enum": (("Changing it", "changing-it", "raising-it"), ("Keeping the default", "keeping-the-default", "lowering-it")),
+    "list": (("Listing more", "listing-more", "raising-it"), ("Listing fewer", "listing-fewer", "lowering-it")),
+    "module": (("Adapting it", "adapting-it", "adding-it"), ("Leaving it out", "leaving-it-out", None)),
+    "function": (("Calling it", "calling-it", None), ("Skipping it", "skipping-it", None)),
+}
+VALUE_KIND = {
+    "bool": "bool", "enum": "enum", "function": "function",
+    "list[str]": "list", "str | list[str]": "list", "int | list[int]": "list", "list[int]": "list",
+    "list[tuple[int, int]]": "list", "list[int] | dict": "list",
+}
 
 
 class Reference(BaseModel):
@@ -34,7 +56,7 @@ class Reference(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     title: str = Field(min_length=3)
-    arxiv: str | None = Field(default=None, pattern=r"^\d{4}\.\d{4,5}$")
+    arxiv: str | None = Field(default=None, pattern=ARXIV_ID)
     url: str | None = Field(default=None, pattern=r"^https://")
 
     @model_validator(mode="after")
@@ -45,17 +67,43 @@ class Reference(BaseModel):
 
 
 class Recommendation(BaseModel):
-    """A recommended value and who recommends it."""
+    """A recommended value, who recommends it, where to read it, and when that source was last checked."""
 
     model_config = ConfigDict(extra="forbid")
 
     value: str = Field(min_length=1)
     source: str = Field(min_length=3)
     url: str | None = Field(default=None, pattern=r"^https://")
+    arxiv: str | None = Field(default=None, pattern=ARXIV_ID)
+    checked: datetime.date = Field(description="the day the source was last read for this row")
+    history: str | None = Field(default=None, min_length=10, description="how this advice has changed over time")
+
+    @model_validator(mode="after")
+    def _needs_a_locator(self) -> "Recommendation":
+        if not self.arxiv and not self.url:
+            raise ValueError("a recommendation needs a url or an arxiv id for its source")
+        return self
+
+
+class ValuePattern(BaseModel):
+    """A family of string choices such as pissa_niter_<K>: how it is written and the regex a real value matches."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    shape: str = Field(min_length=3, description='as shown, e.g. "pissa_niter_<K>"')
+    regex: str = Field(min_length=3, max_length=200)
+    meaning: str = Field(min_length=5, description='what the placeholder stands for, e.g. "K fast-SVD iterations"')
+    example: str = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _example_matches(self) -> "ValuePattern":
+        if not re.fullmatch(self.regex, self.example):
+            raise ValueError(f"example {self.example!r} does not match {self.regex!r}")
+        return self
 
 
 class Allowed(BaseModel):
-    """The allowed values of a field: a numeric range or a list of choices."""
+    """The allowed values of a field: a numeric range, a list of choices, and families of string choices."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,11 +112,13 @@ class Allowed(BaseModel):
     min_exclusive: bool = False
     max_exclusive: bool = False
     values: list[Any] | None = None
+    patterns: list[ValuePattern] = Field(default_factory=list)
 
     def describe(self) -> str:
         """The allowed values in words, e.g. "≥ 1", "≥ 0 and < 1", or a list of choices."""
         if self.values is not None:
-            return ", ".join(json.dumps(value) for value in self.values)
+            families = [f"{family.shape} ({family.meaning}, e.g. {json.dumps(family.example)})" for family in self.patterns]
+            return ", ".join([*(json.dumps(value) for value in self.values), *families])
         bounds = []
         if self.min is not None:
             bounds.append(("> " if self.min_exclusive else "≥ ") + _number(self.min))
@@ -101,12 +151,31 @@ class ParamFrontMatter(BaseModel):
     references: list[Reference] = Field(min_length=1)
     recommendations: list[Recommendation] = Field(default_factory=list)
     aliases: list[str] = Field(default_factory=list, description="other spellings people search for")
+    function: str | None = Field(default=None, pattern=r"^[a-z_][a-z0-9_]*$", description="the peft function, for owner 'peft function'")
 
     @model_validator(mode="after")
     def _default_is_sourced(self) -> "ParamFrontMatter":
         if self.has_default and not self.default_source:
             raise ValueError("default_source is required when the field has a default")
+        if (self.owner == "peft function") != (self.function is not None):
+            raise ValueError("function is required with owner 'peft function' and allowed with it only")
         return self
+
+    def value_kind(self) -> str:
+        """What kind of value the field holds, which decides the page's two "which way to move it" sections."""
+        if self.kind == "target-module":
+            return "module"
+        return VALUE_KIND.get(self.type or "", "number")
+
+    def required_sections(self) -> list[tuple[str, str]]:
+        """The (heading, anchor) pairs every page of this kind has, in order."""
+        more, less = CHANGE_SECTIONS[self.value_kind()]
+        return [("What it is", "what-it-is"), ("How it works", "how-it-works"), more[:2], less[:2],
+                ("Recommended values", "recommended-values"), ("Interactions", "interactions"), ("Pitfalls", "pitfalls")]
+
+    def anchor_aliases(self) -> dict[str, str]:
+        """Older anchors of renamed sections: {section anchor: alias anchor}."""
+        return {anchor: alias for _, anchor, alias in CHANGE_SECTIONS[self.value_kind()] if alias}
 
 
 class GuideFrontMatter(BaseModel):

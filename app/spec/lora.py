@@ -225,6 +225,7 @@ class PeftKey(BaseModel):
     default: Any
     meaning: str
     metadata: bool = False  # bookkeeping written by peft, not a training choice
+    page: str | None = None  # encyclopedia slug, when it has a page
 
 
 _K = PeftKey
@@ -239,18 +240,18 @@ UNMODELLED_KEYS: dict[str, PeftKey] = {
     "eva_config": _K(default=None, meaning="Settings of EVA, a data-driven initialisation that can move rank between layers."),
     "inference_mode": _K(default=False, meaning="True when the adapter was saved for inference; peft then freezes it on load.", metadata=True),
     "kasa_config": _K(default=None, meaning="Settings of KaSA, a variant that truncates the base weight's spectrum."),
-    "layer_replication": _K(default=None, meaning="Stack copies of base layers to deepen the model before adapting it."),
+    "layer_replication": _K(default=None, meaning="Stack copies of base layers to deepen the model before adapting it.", page="layer_replication"),
     "lora_ga_config": _K(default=None, meaning="Settings of LoRA-GA, an initialisation from gradients."),
     "megatron_config": _K(default=None, meaning="Megatron-LM parallel layer settings."),
     "megatron_core": _K(default="megatron.core", meaning="The Megatron module to import when megatron_config is set."),
     "monteclora_config": _K(default=None, meaning="Settings of MonteCLoRA, a Monte Carlo variant of LoRA."),
     "peft_type": _K(default="LORA", meaning="The adapter method; this page explains LORA adapters.", metadata=True),
     "peft_version": _K(default=PEFT_VERSION, meaning="The peft version that saved the adapter.", metadata=True),
-    "qalora_group_size": _K(default=16, meaning="Group size of QA-LoRA's input pooling (used with use_qalora)."),
+    "qalora_group_size": _K(default=16, meaning="Group size of QA-LoRA's input pooling (used with use_qalora).", page="qalora_group_size"),
     "revision": _K(default=None, meaning="The base model revision (git tag or commit) the adapter was trained on.", metadata=True),
-    "trainable_token_indices": _K(default=None, meaning="Token ids whose embedding rows train, without training the whole embedding."),
+    "trainable_token_indices": _K(default=None, meaning="Token ids whose embedding rows train, without training the whole embedding.", page="trainable_token_indices"),
     "use_bdlora": _K(default=None, meaning="Settings of block-diagonal LoRA for multi-adapter serving."),
-    "use_qalora": _K(default=False, meaning="QA-LoRA: quantisation-aware LoRA for GPTQ models."),
+    "use_qalora": _K(default=False, meaning="QA-LoRA: quantisation-aware LoRA for GPTQ models.", page="use_qalora"),
     "velora_config": _K(default=None, meaning="Settings of VeLoRA, which compresses activations saved for the backward pass."),
 }
 

@@ -19,10 +19,24 @@ summary: "A summary that is long enough to pass validation."
 related: {related}
 references:
   - {{title: "LoRA paper", arxiv: "2106.09685"}}
+recommendations:
+  - {{value: "8", source: "LoRA paper", arxiv: "2106.09685", checked: 2026-11-28}}
 ---
 ## What it is
 
 {body}
+
+## How it works
+
+## Raising it
+
+## Lowering it
+
+## Recommended values
+
+## Interactions
+
+## Pitfalls
 """
 
 
@@ -52,7 +66,11 @@ def test_loads_pages_backlinks_and_groups(tmp_path):
         (lambda text: text.replace("default_source: \"peft\"\n", ""), "front matter", "default_source is required"),
         (lambda text: text.replace("title:", "title: [unclosed"), "front matter", "invalid YAML"),
         (lambda text: text.replace("owner: LoraConfig", "owner: LoraConfig\nsurprise: 1"), "surprise", "Extra inputs"),
-        (lambda text: text.replace("arxiv: \"2106.09685\"", "arxiv: \"not-an-id\""), "references.0.arxiv", "pattern"),
+        (lambda text: text.replace("arxiv: \"2106.09685\"", "arxiv: \"not-an-id\"", 1), "references.0.arxiv", "pattern"),
+        (lambda text: text.replace(", checked: 2026-11-28", ""), "recommendations.0.checked", "Field required"),
+        (lambda text: text.replace('source: "LoRA paper", arxiv: "2106.09685",', 'source: "LoRA paper",'), "recommendations.0", "needs a url or an arxiv id"),
+        (lambda text: text.replace("## Lowering it", "## Lowering"), "body", "needs the sections"),
+        (lambda text: text.replace("type: int", "type: bool"), "body", "'## Turning it on'"),
     ],
 )
 def test_bad_front_matter_names_file_field_and_reason(tmp_path, mutate, field, reason):
@@ -90,3 +108,13 @@ def test_a_slug_with_capitals_or_spaces_is_refused(tmp_path):
     path.write_text(path.read_text().replace("slug: r\n", "slug: Bad Slug\n"))
     with pytest.raises(ContentError, match="must be lowercase letters"):
         load_library(tmp_path)
+
+
+def test_a_renamed_section_keeps_its_old_anchor(tmp_path):
+    path = write_param(tmp_path, "use_rslora")
+    text = path.read_text().replace("type: int", "type: bool")
+    path.write_text(text.replace("## Raising it", "## Turning it on").replace("## Lowering it", "## Turning it off"))
+    page = load_library(tmp_path).params["use_rslora"]
+    assert [s.anchor for s in page.sections if s.level == 2][2:4] == ["turning-it-on", "turning-it-off"]
+    assert '<span id="raising-it" class="anchor-alias"></span><h2 id="turning-it-on">' in page.html
+    assert '<span id="lowering-it" class="anchor-alias"></span><h2 id="turning-it-off">' in page.html

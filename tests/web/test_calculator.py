@@ -96,7 +96,7 @@ def test_every_try_it_link_to_the_calculator_focuses_a_field(app):
 
     unmapped = [
         slug for slug, page in app.state.library.params.items()
-        if try_it_url(slug, page.meta.kind).startswith("/calculator") and focused_field(slug) is None
+        if (try_it_url(slug, page.meta.kind) or "").startswith("/calculator") and focused_field(slug) is None
     ]
     assert unmapped == []
 
@@ -107,7 +107,7 @@ def test_every_training_pages_try_it_opens_a_form_that_has_its_field(app):
 
     for page in app.state.library.params.values():
         if page.meta.kind == "training" and page.slug in CALCULATOR_FIELD_NAMES | JOB_FIELD_NAMES:
-            url = try_it_url(page.slug, page.meta.kind)
+            url = try_it_url(page.slug, page.meta.kind) or ""
             assert page.slug in (CALCULATOR_FIELD_NAMES if url.startswith("/calculator") else JOB_FIELD_NAMES), page.slug
 
 

@@ -142,7 +142,7 @@ def test_parameter_pages_try_it_links_land_on_a_focused_job_field(app, client):
     from app.content.links import try_it_url
 
     links = [try_it_url(page.slug, page.meta.kind) for page in app.state.library.params.values()]
-    job_links = [link for link in links if link.startswith("/jobs/new")]
+    job_links = [link for link in links if link and link.startswith("/jobs/new")]
     assert job_links
     for link in job_links:
         assert "autofocus" in client.get(link).text, link

@@ -27,6 +27,13 @@ FOCUS_ALIASES = {
     **{meta.page: meta.name for meta in CALCULATOR_FIELDS if meta.page and meta.page != meta.name},
     "bnb_4bit_quant_type": "base_dtype",
     "bnb_4bit_compute_dtype": "base_dtype",
+    **{name: "base_dtype" for name in (
+        "bnb_4bit_quant_storage", "load_in_8bit", "prepare_model_for_kbit_training", "use_qalora", "qalora_group_size",
+        "bf16", "fp16",
+    )},
+    "loraplus_lr_ratio": "learning_rate",
+    "layer_replication": "layers_to_transform",
+    "trainable_token_indices": "modules_to_save",
     **{name: "target_modules" for name in (
         "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "embed_tokens", "lm_head",
     )},
