@@ -54,7 +54,7 @@ def test_unlisted_model_needs_its_config():
 @pytest.mark.parametrize(
     ("adapter", "words"),
     [
-        ({**ADAPTER, "r": 0}, "r: r must be at least 1"),
+        ({**ADAPTER, "r": 0}, "r: must be at least 1"),
         ({**ADAPTER, "lora_bias": True, "use_dora": True}, "lora_bias"),
         ({**ADAPTER, "peft_type": "IA3"}, "LoRA adapters"),
         ({**ADAPTER, "target_modules": ["c_attn"]}, "match no module"),
