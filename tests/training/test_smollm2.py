@@ -7,6 +7,7 @@ import torch
 
 from app.settings import Settings, get_settings
 from app.training.loading import load_model, prepare_smollm2, smollm2_cache_dir
+from app.spec import JobSpec
 from app.training.run import run_training
 from app.training.sampling import greedy_answers
 from tests.training.conftest import Recorder
@@ -48,12 +49,12 @@ def test_it_trains_a_few_steps(real_settings, tmp_path):
         "dataset": "telegram-style",
         "lora": {"r": 8, "lora_alpha": 16, "target_modules": ["q_proj", "v_proj"]},
         "training": {"learning_rate": 1e-3, "max_steps": 3, "per_device_train_batch_size": 2, "max_seq_length": 128,
-                     "optim": "adamw_torch", "sample_max_new_tokens": 12},
-        "sample_prompts": ["What is the capital of France?"],
+                     "optim": "adamw_torch"},
     }
-    result = run_training(spec, real_settings, tmp_path, recorder.on_metric, recorder.should_stop, recorder.on_event)
-    assert result["status"] == "succeeded" and len(recorder.metrics) == 3
-    assert result["trainable_params"] == 30 * 8 * ((576 + 576) + (576 + 192))  # q_proj and v_proj of 30 blocks
-    assert "Paris" in result["samples_before"][0]["response"]
+    result = run_training(JobSpec.model_validate(spec), real_settings, tmp_path, recorder.on_metric, recorder.should_stop,
+                          recorder.on_event)
+    assert result.status == "succeeded" and len(recorder.metrics) == 3
+    assert result.trainable_params == 30 * 8 * ((576 + 576) + (576 + 192))  # q_proj and v_proj of 30 blocks
+    assert len(result.samples_before) == len(result.samples_after) == 3
     assert all(torch.isfinite(torch.tensor(metric["train_loss"])) for metric in recorder.metrics)
-    assert result["final_eval_loss"] is not None
+    assert result.final_eval_loss is not None
