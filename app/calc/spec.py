@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.calc.errors import describe
+from app.calc.limits import LayerIndices, LayerPatterns, ModulesToSave, NameList, Names, PatternDict, SIZE_LIMITS, check_size
 from app.calc.numbers import finite_number
 
 MAX_RANK = 65_536  # above every hidden or intermediate size of the catalogue; beyond it r is not "low rank"
@@ -17,7 +18,6 @@ TASK_TYPES = ("SEQ_CLS", "SEQ_2_SEQ_LM", "CAUSAL_LM", "TOKEN_CLS", "QUESTION_ANS
 _PISSA_NITER = re.compile(r"^pissa_niter_\d+$")
 
 Number = StrictInt | StrictFloat
-Names = list[str] | str | None
 
 
 def _names(value: Any, field: str) -> Any:
@@ -103,17 +103,22 @@ class LoraSpec(BaseModel):
     fan_in_fan_out: StrictBool = Field(False, description="True for layers storing weights as (in, out), as GPT-2's Conv1D.")
     bias: Literal["none", "all", "lora_only"] = Field("none", description="Which biases to train.")
     use_rslora: StrictBool = Field(False, description="Scale by alpha/sqrt(r) instead of alpha/r.")
-    modules_to_save: list[str] | None = Field(None, description="Modules trained fully and saved with the adapter.")
+    modules_to_save: ModulesToSave = Field(None, description="Modules trained fully and saved with the adapter.")
     init_lora_weights: StrictBool | str = Field(True, description="How A and B start.")
-    layers_to_transform: list[StrictInt] | StrictInt | None = Field(None, description="Layer indices to adapt.")
-    layers_pattern: list[str] | str | None = Field(None, description="Name of the layer list, e.g. layers or h.")
-    rank_pattern: dict[str, Any] = Field(default_factory=dict, description="Per-module r, keyed by regex.")
-    alpha_pattern: dict[str, Any] = Field(default_factory=dict, description="Per-module alpha, keyed by regex.")
+    layers_to_transform: LayerIndices = Field(None, description="Layer indices to adapt.")
+    layers_pattern: LayerPatterns = Field(None, description="Name of the layer list, e.g. layers or h.")
+    rank_pattern: PatternDict = Field(default_factory=dict, description="Per-module r, keyed by regex.")
+    alpha_pattern: PatternDict = Field(default_factory=dict, description="Per-module alpha, keyed by regex.")
     loftq_config: dict[str, Any] = Field(default_factory=dict, description="LoftQ settings: loftq_bits, loftq_iter.")
     use_dora: StrictBool = Field(False, description="Weight-decomposed LoRA: adds a magnitude vector.")
     lora_bias: StrictBool = Field(False, description="Give lora_B a bias.")
-    target_parameters: list[str] | None = Field(None, description="nn.Parameter names to adapt (MoE experts).")
+    target_parameters: NameList | None = Field(None, description="nn.Parameter names to adapt (MoE experts).")
     task_type: Literal[TASK_TYPES] | None = Field(None, description="The model head peft wraps.")  # type: ignore[valid-type]
+
+    @field_validator(*SIZE_LIMITS, mode="before")
+    @classmethod
+    def _bounded(cls, value: Any, info: Any) -> Any:
+        return check_size(value, info.field_name)
 
     @field_validator("r", mode="before")
     @classmethod
