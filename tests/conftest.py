@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
+from app.web.security import CSRF_COOKIE, CSRF_HEADER
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -38,10 +39,14 @@ def app(settings: Settings):
     return create_app(settings)
 
 
+# A browser that has loaded one of the site's pages holds the CSRF cookie and sends its token with each form
+TEST_CSRF_TOKEN = "test-csrf-token-0123456789abcdef"
+
+
 @pytest.fixture
 def client(app) -> Iterator[TestClient]:
-    """A TestClient that has run the app's start-up."""
-    with TestClient(app) as test_client:
+    """A TestClient that has run the app's start-up and holds a CSRF token, as a browser on the site does."""
+    with TestClient(app, cookies={CSRF_COOKIE: TEST_CSRF_TOKEN}, headers={CSRF_HEADER: TEST_CSRF_TOKEN}) as test_client:
         yield test_client
 
 

@@ -24,7 +24,7 @@ from typing import Any, Protocol
 import re2
 import regex
 
-from app.calc import deadline
+from app import deadline
 from app.calc.limits import BACKTRACKING_MATCH_SECONDS
 
 RE2_MAX_REPEAT = 1_000  # RE2 refuses larger counts in {m,n}

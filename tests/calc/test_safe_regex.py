@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from app.calc import deadline
+from app import deadline
 from app.calc.safe_regex import PatternTooCostly, compile_safe, literal_text
 
 # short: the oracle is Python's re, which backtracks exponentially on some random patterns over long names

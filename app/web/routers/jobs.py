@@ -17,6 +17,7 @@ from app.jobs.registry import available_models
 from app.web.deps import EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.routers.api_jobs import JobDep, existing_job_id
 from app.web.sse import job_event_stream, parse_resume_step
+from app.web.guard import off_loop
 from app.web.templating import is_htmx, render, templates
 
 router = APIRouter(include_in_schema=False)
@@ -85,11 +86,11 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
     fields = await request.form(max_part_size=settings.max_body_bytes)
     submitted = {key: value for key, value in fields.items() if isinstance(value, str)}
     if submitted.pop("action", "") == "preview":
-        preview, errors = data_preview(settings, submitted)
+        preview, errors = await off_loop(data_preview, settings, submitted)
         context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors) | {"preview": preview}
         return render(request, "jobs/new.html", context, block="job_form", status_code=422 if errors else 200)
     try:
-        job = service.create_job(session, settings, form.parse_form(submitted))
+        job = await off_loop(lambda: service.create_job(session, settings, form.parse_form(submitted)))
     except (form.FormErrors, service.JobRejected) as error:
         errors = error.errors if isinstance(error, form.FormErrors) else {form.field_name(error.loc): error.message}
         context = _form_context(settings, library, {**form.prefill({}), **submitted}, errors)

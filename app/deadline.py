@@ -1,4 +1,4 @@
-"""A per-request time budget that long loops check cooperatively (set by the web layer, read by calc and content)."""
+"""A per-request time budget that long loops check cooperatively: set by the web layer, read by calc and content (pure)."""
 
 from __future__ import annotations
 
