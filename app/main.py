@@ -12,7 +12,7 @@ from app.calc.catalogue import load_catalogue
 from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
-from app.web import errors, guard, security
+from app.web import errors, guard, openapi, security
 from app.web.routers import api_calc, api_jobs, api_params, calculator, explain, jobs, pages, params, search
 
 logger = logging.getLogger(__name__)
@@ -55,4 +55,5 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     security.install_templates()
     for module in (pages, params, search, api_params, calculator, explain, api_calc, jobs, api_jobs):
         app.include_router(module.router)
+    openapi.install(app, settings.max_body_bytes)
     return app

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import Field, StrictInt
@@ -17,6 +18,9 @@ MAX_NAMES = 2_048
 MAX_PATTERN_LENGTH = 1_024
 # rank_pattern / alpha_pattern keys: EVA and AdaLoRA write one key per adapted module (about 1,100 on 70B).
 MAX_PATTERN_KEYS = 2_048
+# Of those keys, how many may be regexes rather than plain names: each regex is compiled to validate it and
+# tried against every module name, so this bounds the validation and matching time (no config has hundreds).
+MAX_REGEX_PATTERN_KEYS = 256
 MAX_MODULES_TO_SAVE = 64
 MAX_LAYERS_TO_TRANSFORM = 1_024
 MAX_LAYER_INDEX = 65_535
@@ -52,6 +56,14 @@ SIZE_LIMITS: dict[str, tuple[int, int]] = {
 }
 
 
+_PLAIN_NAME = re.compile(r"[\w.\-]*", re.ASCII)
+
+
+def is_plain_name(pattern: str) -> bool:
+    """True for names like model.layers.0.q_proj: a valid regex without compiling it (`.` aside, no metacharacter)."""
+    return _PLAIN_NAME.fullmatch(pattern) is not None
+
+
 def check_size(value: Any, field: str) -> Any:
     """Refuse a list, dict or name over its limit, before anything iterates over it (a before-validator)."""
     most, longest = SIZE_LIMITS[field]
@@ -68,6 +80,13 @@ def check_size(value: Any, field: str) -> Any:
         what = "keys" if isinstance(value, dict) else "entries"
         if len(value) > most:
             raise PydanticCustomError("too_long", f"{field} has {len(value):,} {what}; at most {most:,} are accepted")
+        if field in ("rank_pattern", "alpha_pattern"):
+            regexes = sum(1 for key in value if isinstance(key, str) and not is_plain_name(key))
+            if regexes > MAX_REGEX_PATTERN_KEYS:
+                raise PydanticCustomError(
+                    "too_long", f"{field} has {regexes:,} regex keys; at most {MAX_REGEX_PATTERN_KEYS:,} are accepted "
+                    "(keys that are plain module names do not count)",
+                )
         for entry in value:
             if longest and isinstance(entry, str) and len(entry) > longest:
                 raise PydanticCustomError(

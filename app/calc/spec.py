@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictFloat, Stri
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from app.calc.errors import describe
-from app.calc.limits import LayerIndices, LayerPatterns, ModulesToSave, NameList, Names, PatternDict, SIZE_LIMITS, check_size
+from app.calc.limits import LayerIndices, LayerPatterns, ModulesToSave, NameList, Names, PatternDict, SIZE_LIMITS, check_size, is_plain_name
 from app.calc.numbers import finite_number
 
 MAX_RANK = 65_536  # above every hidden or intermediate size of the catalogue; beyond it r is not "low rank"
@@ -37,6 +37,8 @@ def _names(value: Any, field: str) -> Any:
 
 def _compiles(pattern: str, what: str) -> None:
     """peft matches these with re: a pattern that does not compile is reported on its field."""
+    if is_plain_name(pattern):
+        return  # valid, and cheap to know: EVA-style configs carry one plain key per module
     try:
         re.compile(pattern)
     except re.error as error:

@@ -29,7 +29,9 @@ class TrainingSpec(BaseModel):
     bnb_4bit_use_double_quant: StrictBool = Field(False, description="Quantise the 4-bit block constants too (QLoRA).")
     optimizer: Optimizer = Field("adamw_torch", description="transformers' optim name.")
     devices: StrictInt = Field(1, ge=1, le=4096, description="Data-parallel devices; memory is per device.")
-    learning_rate: StrictFloat | StrictInt | None = Field(None, description="Only used for lints.")
+    learning_rate: StrictFloat | StrictInt | None = Field(
+        None, description="Only used for lints.", json_schema_extra={"exclusiveMinimum": 0, "exclusiveMaximum": 1}
+    )
 
     @field_validator("learning_rate")
     @classmethod
