@@ -12,7 +12,7 @@ from app.calc.catalogue import load_catalogue
 from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
-from app.web import errors
+from app.web import errors, guard, openapi, security
 from app.web.routers import api_calc, api_jobs, api_params, calculator, explain, jobs, pages, params, search
 
 logger = logging.getLogger(__name__)
@@ -47,6 +47,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)
+    # Middleware added last runs first: headers on every answer, then the body and time bounds, then the
+    # cross-site checks (which read the body RequestGuard has bounded).
+    app.add_middleware(security.CrossSiteGuard, public_url=settings.public_url)
+    guard.install(app, settings.max_body_bytes, settings.work_seconds)
+    app.add_middleware(security.SecurityHeaders)
+    security.install_templates()
     for module in (pages, params, search, api_params, calculator, explain, api_calc, jobs, api_jobs):
         app.include_router(module.router)
+    openapi.install(app, settings.max_body_bytes)
     return app

@@ -9,6 +9,7 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from app.spec.limits import WORK_SECONDS
 from app.spec.training import InstanceLimits
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -35,6 +36,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("LORAPEDIA_DATABASE_URL", "DATABASE_URL"),
         description="SQLAlchemy URL; unset means SQLite with WAL at var/lorapedia.db. postgresql+psycopg://... for several hosts.",
     )
+    db_pool_size: int = Field(
+        40, ge=1, le=1000,
+        description="Database connections each process keeps: one per worker thread of the web server (anyio runs 40).",
+    )
+    db_max_overflow: int = Field(60, ge=0, le=1000, description="Connections opened beyond db_pool_size under bursts, closed after.")
     embedded_worker: bool = Field(True, description="`lorapedia serve` starts one worker process beside the web server.")
     allowed_models: list[str] = Field(
         default_factory=list,
@@ -48,6 +54,10 @@ class Settings(BaseSettings):
     max_dataset_bytes: int = Field(2_000_000, ge=1, description="Size limit of a pasted JSONL dataset, in bytes.")
     max_dataset_rows: int = Field(5_000, ge=1, description="Rows a pasted JSONL dataset may hold at most.")
     max_body_bytes: int = Field(8_000_000, ge=1024, description="Largest request body accepted, in bytes; at least 3x max_dataset_bytes, since a form sends a paste percent-encoded (up to 3 bytes per character) and an oversized paste should get the dataset's own error.")
+    work_seconds: float = Field(
+        WORK_SECONDS, gt=0, le=600,
+        description="Time one request may compute (calculator, explain, dataset checks); beyond it the work stops with 503 and Retry-After.",
+    )
     lease_seconds: float = Field(30.0, gt=0, description="A running job whose worker has not heartbeated for this long is marked interrupted.")
     heartbeat_seconds: float = Field(2.0, gt=0, description="How often a worker renews the lease of its running job.")
     poll_seconds: float = Field(0.1, gt=0, description="How often an idle worker and the SSE stream poll the database.")

@@ -42,6 +42,11 @@ def start_server(port: int, var_dir: str) -> subprocess.Popen:
         [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port), "--no-worker"],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
+    return wait_until_up(port, process)
+
+
+def wait_until_up(port: int, process):
+    """`process` once /healthz answers on `port` (killed if it does not within a minute)."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:

@@ -17,6 +17,7 @@ from fastapi.testclient import TestClient
 
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
+from app.web.security import CSRF_COOKIE, CSRF_HEADER
 
 ARTIFACTS = PROJECT_ROOT / "test-artifacts"
 CHROMIUM = "/usr/bin/chromium"
@@ -38,10 +39,14 @@ def app(settings: Settings):
     return create_app(settings)
 
 
+# A browser that has loaded one of the site's pages holds the CSRF cookie and sends its token with each form
+TEST_CSRF_TOKEN = "test-csrf-token-0123456789abcdef"
+
+
 @pytest.fixture
 def client(app) -> Iterator[TestClient]:
-    """A TestClient that has run the app's start-up."""
-    with TestClient(app) as test_client:
+    """A TestClient that has run the app's start-up and holds a CSRF token, as a browser on the site does."""
+    with TestClient(app, cookies={CSRF_COOKIE: TEST_CSRF_TOKEN}, headers={CSRF_HEADER: TEST_CSRF_TOKEN}) as test_client:
         yield test_client
 
 
@@ -154,7 +159,9 @@ def pytest_runtest_makereport(item, call):
 @pytest.fixture
 def page(browser, request):
     """A fresh browser page; a screenshot is kept in test-artifacts/ when the test fails."""
-    context = browser.new_context(viewport={"width": 1280, "height": 900})
+    # bypass_csp: Playwright's string predicates (wait_for_function) run through eval, which the site's
+    # Content-Security-Policy refuses; tests/web/test_security_browser.py drives pages under the real policy
+    context = browser.new_context(viewport={"width": 1280, "height": 900}, bypass_csp=True)
     new_page = context.new_page()
     new_page.set_default_timeout(15_000)
     yield new_page

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass, field
 
 from app.calc.architecture import ADAPTABLE_KINDS, EMBEDDING, Architecture, Module, Param
+from app.calc.matching import FieldPattern, SegmentShield, compiled, is_all_linear, layer_index, pattern_key, shield, wrapped_by_modules_to_save
 from app.spec.errors import FieldError
-from app.calc.matching import compiled, is_all_linear, layer_index, pattern_key, wrapped_by_modules_to_save
 from app.spec.lora import LoraSpec
 from app.calc.targets import ResolvedTargets, resolve_targets
 
@@ -62,8 +61,8 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     targets = resolved.target_modules
     exclude = spec.exclude_modules
     exclude_set = frozenset(exclude) if isinstance(exclude, list) else None
-    exclude_regex = compiled(exclude) if isinstance(exclude, str) else None
-    shields = [compiled(rf"(^|.*\.){name}($|\..*)") for name in spec.modules_to_save or ()]
+    exclude_regex = compiled(exclude, "exclude_modules") if isinstance(exclude, str) else None
+    shields = [shield(name) for name in dict.fromkeys(spec.modules_to_save or ())]
     rank_keys = tuple(resolved.rank_pattern)
     alpha_keys = tuple(resolved.alpha_pattern)
     used_rank: set[str] = set()
@@ -122,8 +121,8 @@ def _excluded_modules(
     spec: LoraSpec,
     arch: Architecture,
     exclude_set: frozenset[str] | None,
-    exclude_regex: re.Pattern[str] | None,
-    shields: list[re.Pattern[str]],
+    exclude_regex: FieldPattern | None,
+    shields: list[SegmentShield],
 ) -> dict[str, bool]:
     """Modules peft skips: name -> True when exclude_modules (not modules_to_save) is the reason."""
     excluded: dict[str, bool] = {}
@@ -137,7 +136,7 @@ def _excluded_modules(
         excluded.update((module.name, True) for module in arch.modules if exclude_regex.fullmatch(module.name))
     if shields:
         for module in arch.modules:
-            if module.name not in excluded and any(shield.match(module.name) for shield in shields):
+            if module.name not in excluded and any(entry.covers(module.name) for entry in shields):
                 excluded[module.name] = False
     return excluded
 
@@ -172,12 +171,12 @@ def _rank_alpha(
 ) -> tuple[int, float]:
     r, alpha = spec.r, spec.lora_alpha
     if rank_keys:
-        hit = pattern_key(rank_keys, key)
+        hit = pattern_key(rank_keys, key, "rank_pattern")
         if hit is not None:
             r = resolved.rank_pattern[hit]
             used_rank.add(hit)
     if alpha_keys:
-        hit = pattern_key(alpha_keys, key)
+        hit = pattern_key(alpha_keys, key, "alpha_pattern")
         if hit is not None:
             alpha = resolved.alpha_pattern[hit]
             used_alpha.add(hit)
@@ -372,5 +371,5 @@ def _unmatched_entries(spec: LoraSpec, arch: Architecture) -> list[str]:
     if not isinstance(spec.target_modules, list) or is_all_linear(spec.target_modules):
         return []
     known = arch.all_suffixes
-    return [name for name in spec.target_modules if name not in known]
+    return [name for name in dict.fromkeys(spec.target_modules) if name not in known]  # each once, however often listed
 

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from app import deadline
+
 logger = logging.getLogger(__name__)
 
 CATALOGUE_FILE = "catalogue.json"
@@ -93,7 +95,9 @@ def parse_jsonl(text: str, max_bytes: int, max_rows: int) -> list[dict]:
         raise DatasetError(None, f"the dataset is {size:,} bytes; at most {max_bytes:,} bytes are allowed")
     rows: list[dict] = []
     problems: list[tuple[int | None, str]] = []
-    for number, line in enumerate(text.lstrip("\ufeff").splitlines(), start=1):
+    # JSONL separates rows by "\n" only: U+2028 and other Unicode line breaks may stand inside a JSON string
+    for number, line in enumerate(text.lstrip("\ufeff").split("\n"), start=1):
+        deadline.check()
         if not line.strip():
             continue  # blank lines (a trailing newline, spacing) carry no row
         if len(rows) >= max_rows:
@@ -103,6 +107,8 @@ def parse_jsonl(text: str, max_bytes: int, max_rows: int) -> list[dict]:
             rows.append(validate_row(json.loads(line)))
         except json.JSONDecodeError as error:
             problems.append((number, f"not valid JSON ({error.msg} at column {error.colno})"))
+        except RecursionError:
+            problems.append((number, "JSON nested too deeply (a row is an object of strings, or of a list of turns)"))
         except DatasetError as error:
             problems.append((number, error.reason))
         if len(problems) >= MAX_REPORTED_PROBLEMS:

@@ -20,7 +20,7 @@ def make_engine(settings: Settings) -> Engine:
     url = settings.sqlalchemy_url
     if url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **_pool(settings))
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -31,7 +31,13 @@ def make_engine(settings: Settings) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True)
+    return create_engine(url, pool_pre_ping=True, **_pool(settings))
+
+
+def _pool(settings: Settings) -> dict[str, int]:
+    """A pool as large as the server's concurrency: every worker thread of the web process may hold a session
+    (SQLAlchemy's default of 5 + 10 overflow timed out under 200 concurrent page readers)."""
+    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
 
 
 def init_db(engine: Engine, attempts: int = 5) -> None:

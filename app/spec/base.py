@@ -14,6 +14,7 @@ from app.spec.text import PARSERS, format_value
 
 # model_validate(data, context=FROM_TEXT) reads form and query-string text; JSON stays strict ("8" is not 8).
 FROM_TEXT = {"text": True}
+JSON_SCHEMA_BOUNDS = {"gt": "exclusiveMinimum", "ge": "minimum", "lt": "exclusiveMaximum", "le": "maximum"}
 
 
 def spec_field(default: Any = ..., *, help: str, page: str | None, label: str | None = None, placeholder: str = "",
@@ -21,6 +22,8 @@ def spec_field(default: Any = ..., *, help: str, page: str | None, label: str | 
     """A pydantic Field with its help text, its encyclopedia page and its form hints, all in one place."""
     hints = {"label": label, "placeholder": placeholder, "advanced": advanced, "kind": kind, "choices": list(choices)}
     extra: dict[str, Any] = {"x-page": page}
+    # numeric bounds in JSON Schema's words too: pydantic cannot attach them to a union (int | float) on its own
+    extra |= {JSON_SCHEMA_BOUNDS[name]: value for name, value in constraints.items() if name in JSON_SCHEMA_BOUNDS}
     if any(hints.values()):
         extra["x-form"] = {key: value for key, value in hints.items() if value}
     if callable(default) and not isinstance(default, (bool, int, float, str)):

@@ -10,6 +10,7 @@ from pydantic_core import PydanticCustomError
 
 from app.spec.base import SpecModel, spec_field
 from app.spec.errors import conflict, describe
+from app.spec.limits import SIZE_LIMITS, LayerIndices, LayerPatterns, ModulesToSave, NameList, Names, PatternDict, check_size, is_plain_name
 from app.spec.numbers import finite_number
 
 PEFT_VERSION = "0.21.2"
@@ -25,11 +26,12 @@ def _finite(value: Any, info: ValidationInfo) -> Any:
 
 
 Number = Annotated[StrictInt | StrictFloat, BeforeValidator(_finite)]
-Names = list[str] | str | None
 
 
 def _compiles(pattern: str, what: str) -> None:
     """peft matches these with re: a pattern that does not compile is reported on its field."""
+    if is_plain_name(pattern):
+        return  # valid, and cheap to know: EVA-style configs carry one plain key per module
     try:
         re.compile(pattern)
     except re.error as error:
@@ -97,22 +99,22 @@ class LoraSpec(SpecModel):
         help='Which biases train: "none", "all" (every bias in the model) or "lora_only" (biases of adapted layers).')
     use_rslora: StrictBool = spec_field(
         False, page="use_rslora", help="rsLoRA: scale by lora_alpha / sqrt(r) instead of lora_alpha / r.")
-    modules_to_save: list[str] | None = spec_field(
+    modules_to_save: ModulesToSave = spec_field(
         None, page="modules_to_save", placeholder="lm_head, embed_tokens", advanced=True,
         help="Modules trained in full and saved with the adapter (heads, embeddings).")
     init_lora_weights: StrictBool | str = spec_field(
         True, page="init_lora_weights", kind="choice", choices=(True, False, *INIT_CHOICES),
         help="How A and B start: true (B = 0, so no change at first), false, gaussian, pissa, pissa_niter_<n>, olora, loftq, eva, ...")
-    layers_to_transform: list[StrictInt] | StrictInt | None = spec_field(
+    layers_to_transform: LayerIndices = spec_field(
         None, page="layers_to_transform", placeholder="0, 1, 2", advanced=True,
         help="Indices of the decoder layers to adapt; others stay untouched.")
-    layers_pattern: list[str] | str | None = spec_field(
+    layers_pattern: LayerPatterns = spec_field(
         None, page="layers_pattern", placeholder="layers", kind="list", advanced=True,
         help="The name of the layer list (layers, h, ...) used with layers_to_transform.")
-    rank_pattern: dict[str, Any] = spec_field(
+    rank_pattern: PatternDict = spec_field(
         dict, page="rank_pattern", placeholder="q_proj=16, down_proj=4", advanced=True,
         help="Per-module r, keyed by a regex matched against the end of the module name.")
-    alpha_pattern: dict[str, Any] = spec_field(
+    alpha_pattern: PatternDict = spec_field(
         dict, page="alpha_pattern", placeholder="q_proj=32", advanced=True,
         help="Per-module lora_alpha, keyed by a regex matched against the end of the module name.")
     loftq_config: dict[str, Any] = spec_field(
@@ -121,11 +123,18 @@ class LoraSpec(SpecModel):
     use_dora: StrictBool = spec_field(
         False, page="use_dora", help="DoRA: split the weight into magnitude and direction and adapt both.")
     lora_bias: StrictBool = spec_field(False, page="lora_bias", help="Give lora_B a bias vector of its own.")
-    target_parameters: list[str] | None = spec_field(
+    target_parameters: NameList | None = spec_field(
         None, page="target_parameters", placeholder="experts.gate_up_proj", advanced=True,
         help="nn.Parameter names to adapt directly, such as fused mixture-of-experts weights.")
     task_type: Literal[TASK_TYPES] | None = spec_field(  # type: ignore[valid-type]
         None, page="task_type", advanced=True, help="The kind of model head peft wraps, e.g. CAUSAL_LM.")
+
+    @field_validator(*SIZE_LIMITS, mode="before")
+    @classmethod
+    def _bounded(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, str) and (info.context or {}).get("text"):
+            return value  # form text: parsed first, then held to the same limits by the field's type
+        return check_size(value, info.field_name)
 
     @field_validator("target_modules", "exclude_modules")
     @classmethod

@@ -43,7 +43,12 @@ def test_target_match_equals_peft(config, key):
     assert ours == expected
 
 
-@pytest.mark.parametrize("patterns", [["q_proj"], [r"layers\.0\..*", "q_proj"], ["proj"], [r".*\.gate_up_proj"], ["self_attn.q_proj"]])
+@pytest.mark.parametrize("patterns", [
+    ["q_proj"], [r"layers\.0\..*", "q_proj"], ["proj"], [r".*\.gate_up_proj"], ["self_attn.q_proj"],
+    # plain names are found by lookup, regexes in order: the first key in order still wins
+    ["lm_head", "down_proj", r".*_proj", "q_proj"], [r".*layers\.11\..*", "down_proj"], ["gate_up_proj", r".*\.experts\..*"],
+    ["model.layers.0.self_attn.q_proj", "q_proj", "embed_tokens", "c_attn"],
+])
 @pytest.mark.parametrize("key", KEYS)
 def test_pattern_key_equals_peft(patterns, key):
     expected = other.get_pattern_key(patterns, key)

@@ -82,10 +82,10 @@ def test_invalid_json_is_a_422(client):
     assert response.json()["detail"][0]["type"] == "json_invalid"
 
 
-def test_body_over_the_limit_is_a_422(client, settings):
+def test_body_over_the_limit_is_a_413(client, settings):
     padding = "x" * (settings.max_body_bytes + 1)
     response = client.post("/api/calc", content=f'{{"model": "{padding}"}}'.encode(), headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 413
     assert "limit" in response.json()["detail"][0]["msg"]
 
 

@@ -1,4 +1,4 @@
-"""Error handling shared by every router: body size limit, JSON-safe 422s."""
+"""Error handling shared by every router: body size limit (413), JSON-safe 422s."""
 
 from app.web.errors import validation_detail
 
@@ -8,20 +8,20 @@ def test_validation_detail_is_json_safe_for_nan_and_bytes():
     assert detail == [{"loc": ["body", "lora", "lora_dropout"], "msg": "bad", "type": "x"}]
 
 
-def test_body_over_the_limit_gets_422_naming_the_body(client, settings):
+def test_body_over_the_limit_gets_413_naming_the_body(client, settings):
     response = client.post("/api/params", content=b"x" * (settings.max_body_bytes + 1), headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 413
     assert response.json()["detail"][0]["loc"] == ["body"]
     assert "limit" in response.json()["detail"][0]["msg"]
 
 
-def test_chunked_body_over_the_limit_gets_422_too(client, settings):
+def test_chunked_body_over_the_limit_gets_413_too(client, settings):
     def chunks():
         for _ in range(settings.max_body_bytes // 65536 + 2):
             yield b"x" * 65536
 
     response = client.post("/api/calc", content=chunks(), headers={"content-type": "application/json"})
-    assert response.status_code == 422
+    assert response.status_code == 413
     assert response.json()["detail"][0]["type"] == "body_too_large"
 
 
@@ -48,9 +48,9 @@ def test_a_page_route_with_a_bad_path_gets_an_html_page_naming_the_field(client)
 def test_a_form_body_over_the_limit_gets_a_page_and_an_htmx_form_gets_it_in_place_of_the_body(client, settings):
     form = {"dataset_jsonl": "x" * (settings.max_body_bytes + 1)}
     response = client.post("/jobs/new", data=form)
-    assert response.status_code == 422 and "the limit is" in response.text and "<html" in response.text
+    assert response.status_code == 413 and "the limit is" in response.text and "<html" in response.text
     partial = client.post("/jobs/new", data=form, headers={"HX-Request": "true"})
-    assert partial.status_code == 422 and partial.headers["HX-Retarget"] == "body"
+    assert partial.status_code == 413 and partial.headers["HX-Retarget"] == "body"
 
 
 def test_a_paste_just_over_the_dataset_limit_gets_the_inline_dataset_error_even_percent_encoded(client, settings):

@@ -79,7 +79,7 @@ def test_parameter_page_has_link_preview_tags_and_anchors(client):
     html = response.text
     assert response.status_code == 200
     assert "<title>r — LoRA rank — Lorapedia</title>" in html  # the field name once: every title starts with it
-    assert '<link rel="canonical" href="http://testserver/params/r">' in html
+    assert '<link rel="canonical" href="/params/r">' in html  # relative: the Host header never makes it
     for tag in ('property="og:title"', 'property="og:description"', 'name="twitter:card"', 'name="description"'):
         assert tag in html
     assert 'id="raising-it"' in html and 'data-copy-link="#raising-it"' in html

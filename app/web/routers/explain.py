@@ -14,6 +14,7 @@ from app.spec.errors import FieldError
 from app.calc.explain import Explanation, explain
 from app.spec.text import parse_json
 from app.web.deps import CatalogueDep, LibraryDep, SettingsDep
+from app.web.guard import off_loop
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -70,7 +71,7 @@ async def explain_submit(request: Request, catalogue: CatalogueDep, library: Lib
     explanation = None
     if not errors:
         try:
-            explanation = explain(adapter_config, model_config, catalogue)
+            explanation = await off_loop(explain, adapter_config, model_config, catalogue)
         except (FieldError, ValidationError) as error:
             field = error.loc[0] if isinstance(error, FieldError) else "adapter_config"
             errors[str(field)] = error.message if isinstance(error, FieldError) else str(error)

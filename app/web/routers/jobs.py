@@ -20,6 +20,7 @@ from app.web import forms
 from app.web.deps import CatalogueDep, EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.routers.api_jobs import JobDep, existing_job_id
 from app.web.sse import job_event_stream, parse_resume_step
+from app.web.guard import off_loop
 from app.web.templating import is_htmx, render, templates
 
 router = APIRouter(include_in_schema=False)
@@ -90,14 +91,14 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
     submitted = {key: value for key, value in fields.items() if isinstance(value, str)}
     values = forms.prefill(forms.JOB_FIELDS, submitted, forms.JOB_INPUTS)
     if submitted.pop("action", "") == "preview":
-        preview, errors = data_preview(settings, submitted)
+        preview, errors = await off_loop(data_preview, settings, submitted)
         context = _form_context(settings, library, catalogue, values, errors) | {"preview": preview}
         return render(request, "jobs/new.html", context, block="job_form", status_code=422 if errors else 200)
     outcome = forms.job_form(submitted)
     errors = outcome.errors
     if not errors:
         try:
-            job = service.create_job(session, settings, catalogue, outcome.request)
+            job = await off_loop(service.create_job, session, settings, catalogue, outcome.request)
         except FieldError as error:
             errors = by_field([error.as_error()])
     if errors:
