@@ -104,6 +104,13 @@ def serve(host: str, port: int, with_worker: bool) -> None:
             worker.stop()
 
 
+def _load_run_training():
+    """app.training.run.run_training: the worker's trainer (importing it loads torch)."""
+    from app.training.run import run_training
+
+    return run_training
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the `lorapedia` command."""
     settings = get_settings()
@@ -125,9 +132,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.command == "worker":
         settings.apply_worker_environment()  # before app.training.run imports torch
         from app.jobs.worker import run_worker
-        from app.training.run import run_training
 
-        run_worker(settings, run_training, parent_pid=args.parent_pid)
+        run_worker(settings, _load_run_training, parent_pid=args.parent_pid)
     elif args.command == "prepare-model":
         settings.apply_worker_environment()
         from app.training.loading import prepare_smollm2

@@ -74,7 +74,7 @@ def main() -> None:
     engine = make_engine(settings)
     init_db(engine)
     stop = threading.Event()
-    worker = threading.Thread(target=run_worker, args=(settings, run_training), kwargs={"stop": stop}, daemon=True)
+    worker = threading.Thread(target=run_worker, args=(settings, lambda: run_training), kwargs={"stop": stop}, daemon=True)
     worker.start()
 
     print(f"queued-to-first-metric latency, warm worker, poll_seconds={settings.poll_seconds}, {args.runs} runs per model")

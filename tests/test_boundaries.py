@@ -67,7 +67,7 @@ def test_the_worker_entry_sets_omp_wait_policy_from_settings_before_torch_loads(
         "fake = types.ModuleType('app.jobs.worker')\n"
         "trainer = types.ModuleType('app.training.run')\n"
         "trainer.run_training = object()\n"
-        "fake.run_worker = lambda settings, run, **options: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, run is trainer.run_training)\n"
+        "fake.run_worker = lambda settings, load, **options: print(os.environ.get('OMP_WAIT_POLICY'), 'torch' in sys.modules, load() is trainer.run_training)\n"
         "sys.modules['app.jobs.worker'] = fake\n"
         "sys.modules['app.training.run'] = trainer\n"
         "from app.cli import main\nmain(['worker'])\n"

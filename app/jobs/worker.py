@@ -25,7 +25,7 @@ from app.spec import JobSpec, RunResult
 
 logger = logging.getLogger(__name__)
 
-# app.training.run.run_training, handed in by app.cli: jobs never imports training (or torch).
+# app.training.run.run_training, handed in by app.cli (as a loader): jobs never imports training (or torch).
 Trainer = Callable[..., RunResult]
 PARENT_CHECK_SECONDS = 1.0
 SHUTDOWN_ERROR = "interrupted: the worker was shut down during the run"
@@ -41,15 +41,17 @@ def make_worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
 
 
-def run_worker(settings: Settings, trainer: Trainer, *, stop: threading.Event | None = None,
+def run_worker(settings: Settings, load_trainer: Callable[[], Trainer], *, stop: threading.Event | None = None,
                parent_pid: int | None = None) -> None:
-    """Claim and run jobs until `stop` is set (SIGTERM and SIGINT set it; so does parent_pid's exit)."""
+    """Claim and run jobs with the trainer load_trainer returns, until `stop` is set (by SIGTERM, SIGINT or parent_pid's exit)."""
     stop = stop or threading.Event()
     if threading.current_thread() is threading.main_thread():
         for signum in (signal.SIGTERM, signal.SIGINT):
             signal.signal(signum, lambda *_: stop.set())
     if parent_pid is not None:
         threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), name="parent-watch", daemon=True).start()
+    # loading the trainer imports torch (seconds on a busy machine): the parent watch is already running meanwhile
+    trainer = load_trainer()
     engine = make_engine(settings)
     init_db(engine)
     worker_id = make_worker_id()

@@ -49,7 +49,7 @@ def start_worker(settings):
 
     def start(trainer) -> threading.Event:
         stop = threading.Event()
-        thread = threading.Thread(target=run_worker, args=(settings, trainer), kwargs={"stop": stop}, daemon=True)
+        thread = threading.Thread(target=run_worker, args=(settings, lambda: trainer), kwargs={"stop": stop}, daemon=True)
         thread.start()
         running.append((thread, stop))
         return stop
