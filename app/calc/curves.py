@@ -94,6 +94,11 @@ def _number(value: float) -> str:
     return f"{value:.4g}"
 
 
+def _percent(fraction: float) -> str:
+    """A small share with two significant digits: 0.035%, 0.5%, 12%."""
+    return f"{100 * fraction:.2g}%"
+
+
 def flags(points: Sequence[Mapping[str, Any]]) -> list[Flag]:
     """What the curve of one run shows that needs attention; empty when it trained normally (or too little to tell)."""
     train = _series(points, "train_loss")
@@ -115,7 +120,8 @@ def flags(points: Sequence[Mapping[str, Any]]) -> list[Flag]:
         at_rate = f" (learning rate {_number(rate)} at that step)" if rate else ""
         found.append(Flag("lr_too_high", f"The train loss rose to {_number(peak)} at step {peak_step}{at_rate}, above where it "
                                          f"started ({_number(start)}): a sign the learning rate is too high."))
-    elif start - end < PLATEAU_DROP * start:
+    elif start - end < PLATEAU_DROP * start and not (len(evals) >= 2 and evals[0][1] - evals[-1][1] >= PLATEAU_DROP * evals[0][1]):
+        # a noisy train loss can hide learning that the held-out loss shows
         found.append(Flag("plateau", f"The train loss barely moved: from {_number(start)} to {_number(end)} "
                                      f"({(end - start) / start:+.1%}) over {train[-1][0]} steps."))
     if len(evals) >= 3:
@@ -195,7 +201,7 @@ def caption(runs: Sequence[RunCurve]) -> list[str]:
             gap = score(runner_up) - score(best)
             spread = score(worst) - score(best)
             if spread <= SAME_RESULT * score(best):
-                sentence += (f"; every run ended within {spread / score(best):.1%} of it, so on this run the swept value "
+                sentence += (f"; every run ended within {_percent(spread / score(best))} of it, so on this run the swept value "
                              "made little difference")
             else:
                 sentence += (f", {_number(gap)} ({gap / score(runner_up):.1%}) below the next best, {runner_up.label}"

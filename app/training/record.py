@@ -18,20 +18,17 @@ from app.content.runs import Machine, RecordedRun, RecordedSweep
 from app.settings import Settings
 from app.spec import JobSpec
 from app.spec.sweeps import RECORD_BASE, RECORDINGS, ExperimentCreate, ExperimentDefinition, field_groups, value_label
-from app.training.loading import pick_precision
 from app.training.run import run_training
 
 logger = logging.getLogger(__name__)
 
 
-def machine(settings: Settings) -> Machine:
-    """This machine as a recorded run names it."""
+def machine(device_label: str) -> Machine:
+    """This machine as a recorded run names it, with the precision the runs trained in."""
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), platform.processor() or "unknown CPU")
     cores = os.cpu_count() or 1
-    device, dtype, autocast_dtype = pick_precision(settings)
-    precision = f"{device.type} {str(autocast_dtype or dtype).removeprefix('torch.')}" + (" autocast" if autocast_dtype else "")
-    return Machine(description=f"{cpu}, {cores} cores", cpu=cpu, cores=cores, precision=precision,
+    return Machine(description=f"{cpu}, {cores} cores", cpu=cpu, cores=cores, precision=device_label,
                    note="shared with other work while recording, which slows tokens/s but not the losses")
 
 
@@ -57,7 +54,7 @@ def record_sweep(field: str, settings: Settings, runs_dir: Path) -> Path:
             samples_before=result.samples_before, samples_after=result.samples_after))
     sweep = RecordedSweep(
         definition=ExperimentDefinition(field=field, values=values, base=base),
-        title=f"{field} on SmolLM2-135M-Instruct", recorded_on=date.today(), machine=machine(settings),
+        title=f"{field} on SmolLM2-135M-Instruct", recorded_on=date.today(), machine=machine(runs[0].device),
         versions={name: version(name) for name in ("torch", "transformers", "peft")} | {"python": platform.python_version()},
         runs=runs)
     runs_dir.mkdir(parents=True, exist_ok=True)

@@ -60,10 +60,9 @@ def definition_query(field: str, values: list[Any], base: Mapping[str, Any], nam
     if name:
         pairs.append(("name", name))
     pairs += [(key, str(base[key])) for key in ("model", "dataset") if base.get(key)]
-    defaults = {meta.name: format_value(meta.default) for meta in forms.JOB_FIELDS}
     for group in ("lora", "training"):
         pairs += [(key, format_value(value)) for key, value in (base.get(group) or {}).items()
-                  if key != field and format_value(value) != defaults.get(key)]
+                  if key != field and format_value(value) != forms.JOB_DEFAULT_TEXT.get(key)]
     return urlencode(pairs)
 
 
