@@ -1,4 +1,4 @@
-"""Command line: `lorapedia serve | worker | prepare-model | init-db`."""
+"""Command line: `lorapedia serve | worker | prepare-model | init-db | record`."""
 
 from __future__ import annotations
 
@@ -124,6 +124,8 @@ def main(argv: list[str] | None = None) -> None:
     worker_parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent (set by serve)")
     commands.add_parser("prepare-model", help="convert the offline SmolLM2-135M-Instruct weights into the cache")
     commands.add_parser("init-db", help="create the database tables")
+    record_parser = commands.add_parser("record", help="run the recorded sweeps on SmolLM2 and write content/runs/*.json")
+    record_parser.add_argument("fields", nargs="*", help="swept fields to record (default: every recorded sweep)")
     args = parser.parse_args(argv)
     _configure_logging(settings.log_level)
 
@@ -139,6 +141,11 @@ def main(argv: list[str] | None = None) -> None:
         from app.training.loading import prepare_smollm2
 
         prepare_smollm2(settings)
+    elif args.command == "record":
+        settings.apply_worker_environment()
+        from app.training.record import record
+
+        record(settings, args.fields)
     elif args.command == "init-db":
         from app.jobs.db import init_db, make_engine
 

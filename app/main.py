@@ -13,7 +13,7 @@ from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from app.web import errors, guard, openapi, security
-from app.web.routers import api_calc, api_jobs, api_params, calculator, explain, jobs, pages, params, search
+from app.web.routers import api_calc, api_jobs, api_params, calculator, experiments, explain, jobs, pages, params, search
 
 logger = logging.getLogger(__name__)
 
@@ -53,7 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     guard.install(app, settings.max_body_bytes, settings.work_seconds)
     app.add_middleware(security.SecurityHeaders)
     security.install_templates()
-    for module in (pages, params, search, api_params, calculator, explain, api_calc, jobs, api_jobs):
+    # experiments before jobs: /jobs/compare is not a /jobs/{job_id}
+    for module in (pages, params, search, api_params, calculator, explain, api_calc, experiments, jobs, api_jobs):
         app.include_router(module.router)
     openapi.install(app, settings.max_body_bytes)
     return app

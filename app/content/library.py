@@ -10,6 +10,7 @@ from pathlib import Path
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from app.content.runs import RecordedSweep, RunsError, load_runs
 from app.content.markdown import Rendered, Section, render_markdown
 from app.content.schema import GuideFrontMatter, ParamFrontMatter, SynonymsFile
 from app.content.search import SearchIndex, Synonyms
@@ -73,6 +74,7 @@ class Library:
     guides: dict[str, Page]
     backlinks: dict[str, list[Page]] = field(default_factory=dict)
     index: SearchIndex = field(default_factory=SearchIndex)
+    runs: dict[str, RecordedSweep] = field(default_factory=dict)  # recorded sweeps by swept field
 
     def params_by_kind(self) -> list[tuple[str, str, list[Page]]]:
         """Parameter pages grouped by kind, in a fixed order: (kind, heading, pages)."""
@@ -216,4 +218,8 @@ def load_library(content_dir: Path) -> Library:
     library.backlinks = _backlinks(library)
     synonyms = load_synonyms(content_dir / "search" / "synonyms.yaml")
     library.index = SearchIndex.build([*library.params.values(), *library.guides.values()], synonyms)
+    try:
+        library.runs = load_runs(content_dir / "runs")
+    except RunsError as error:
+        raise ContentError(str(error)) from error
     return library

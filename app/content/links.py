@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from app.spec.sweeps import field_groups
+
 # Training fields the calculator has (memory estimate, learning-rate lint); other training fields live on the job form.
 # tests/web/test_calculator.py fails when this and the calculator's form drift apart.
 CALCULATOR_TRAINING_FIELDS = frozenset({
@@ -25,3 +27,10 @@ def try_it_url(slug: str, kind: str) -> str | None:
     if kind == "training" and slug not in CALCULATOR_TRAINING_FIELDS | CALCULATOR_STAND_INS:
         return "/jobs/new?" + urlencode({"focus": slug})
     return "/calculator?" + urlencode({"focus": slug})
+
+
+def sweep_url(slug: str, fields: dict[str, str] | None = None) -> str | None:
+    """Where "sweep this" opens: the sweep form over that field (with the given job fields kept); None if no job field."""
+    if slug not in field_groups():
+        return None
+    return "/experiments/new?" + urlencode({"field": slug, "propose": "1", **(fields or {})})

@@ -12,10 +12,12 @@ from sqlmodel import Session, col, select
 from app.calc import Catalogue
 from app.content import datasets
 from app.jobs import predictions, queue
-from app.jobs.tables import FINISHED_STATUSES, AdapterArchive, Job, JobPublic, JobStatus, MetricPoint, MetricPublic, utcnow
+from app.jobs.tables import (FINISHED_STATUSES, AdapterArchive, Experiment, Job, JobPublic, JobStatus, MetricPoint,
+                             MetricPublic, utcnow)
 from app.settings import Settings
 from app.spec import FieldError, JobCreate, JobSpec
 from app.spec.job import PASTED_DATASET
+from app.spec.sweeps import ExperimentCreate, SweepError, field_groups
 
 logger = logging.getLogger(__name__)
 
@@ -34,6 +36,14 @@ def create_job(session: Session, settings: Settings, catalogue: Catalogue, reque
 
     Raises FieldError naming the field at fault.
     """
+    job = prepare_job(settings, catalogue, request)
+    _admit(session, settings, [job])
+    logger.info("queued job %d (%s on %s)", job.id, job.model, job.dataset)
+    return job
+
+
+def prepare_job(settings: Settings, catalogue: Catalogue, request: JobCreate) -> Job:
+    """The job row a request makes, after every check that does not need the queue; FieldError names the field at fault."""
     catalogue.resolve_trainable(request.model, settings.allowed_models)
     rows = _pasted_rows(settings, request)
     row_count = len(rows) if rows is not None else _catalogue_row_count(settings, request.dataset)
@@ -41,22 +51,58 @@ def create_job(session: Session, settings: Settings, catalogue: Catalogue, reque
     spec = JobSpec(model=request.model, dataset=PASTED_DATASET if rows is not None else request.dataset,
                    lora=request.lora, training=request.training)
     # unset LoRA fields are left out rather than null, so peft and the trainer apply their own defaults
-    job = Job(model=spec.model, dataset=spec.dataset, config=spec.model_dump(mode="json", exclude_none=True,
-              exclude={"model", "dataset"}), dataset_rows=rows, **predictions.predict(spec, catalogue))
+    return Job(model=spec.model, dataset=spec.dataset, config=spec.model_dump(mode="json", exclude_none=True,
+               exclude={"model", "dataset"}), dataset_rows=rows, **predictions.predict(spec, catalogue))
+
+
+def create_experiment(session: Session, settings: Settings, catalogue: Catalogue, request: ExperimentCreate,
+                      from_text: bool = False) -> Experiment:
+    """Queue one job per value of the swept field, all or none; SweepError lists every bad value and base field."""
+    variants = request.variants(from_text=from_text)
+    jobs, errors = [], []
+    for index, variant in enumerate(variants):
+        try:
+            jobs.append(prepare_job(settings, catalogue, variant))
+        except FieldError as error:
+            swept = error.loc[-1:] == (request.field,)
+            errors.append(FieldError(("values", index) if swept else ("base", *error.loc), error.message).as_error())
+    if errors:
+        raise SweepError(errors)
+    base = variants[0].model_dump(mode="json", exclude_none=True, exclude={"dataset_jsonl"})
+    base[field_groups()[request.field]].pop(request.field, None)
+    values = [getattr(getattr(variant, field_groups()[request.field]), request.field) for variant in variants]
+    experiment = Experiment(name=request.name or f"{request.field} sweep", field=request.field,
+                            values=values, base=base)
+    _admit(session, settings, jobs, experiment)
+    logger.info("queued experiment %d: %s over %s (jobs %s)", experiment.id, request.field, values, [job.id for job in jobs])
+    return experiment
+
+
+def _admit(session: Session, settings: Settings, jobs: list[Job], experiment: Experiment | None = None) -> None:
+    """Insert the jobs (and their experiment) if the queue has room for all of them; FieldError when it has not."""
     # Count and insert in one transaction that holds the queue's lock, so concurrent requests cannot over-admit.
     session.commit()  # end any transaction the request's session has open, so the lock is taken first
     _lock_queue(session)
     try:
-        if queue.count_queued(session) >= settings.max_queued_jobs:
-            raise FieldError([], f"the queue is full: {settings.max_queued_jobs} jobs are already waiting (max_queued_jobs); try again when one has started")
-        session.add(job)
+        queued = queue.count_queued(session)
+        if queued + len(jobs) > settings.max_queued_jobs:
+            more = f" and these {len(jobs)} would pass it" if queued < settings.max_queued_jobs else ""
+            raise FieldError([], f"the queue is full: {queued} jobs are already waiting (max_queued_jobs is "
+                                 f"{settings.max_queued_jobs}){more}; try again when one has started")
+        if experiment is not None:
+            session.add(experiment)
+            session.flush()
+            for job in jobs:
+                job.experiment_id = experiment.id
+        session.add_all(jobs)
         session.commit()
     except BaseException:
         session.rollback()
         raise
-    session.refresh(job)
-    logger.info("queued job %d (%s on %s)", job.id, job.model, job.dataset)
-    return job
+    for job in jobs:
+        session.refresh(job)
+    if experiment is not None:
+        session.refresh(experiment)
 
 
 def _lock_queue(session: Session) -> None:
@@ -168,3 +214,20 @@ def adapter_archive(session: Session, job_id: int) -> bytes | None:
 
 def _lease_expired(job: Job) -> bool:
     return job.status == JobStatus.running and job.lease_expires_at is not None and job.lease_expires_at < utcnow()
+
+
+def get_experiment(session: Session, experiment_id: int) -> Experiment | None:
+    """The experiment, or None."""
+    return session.get(Experiment, experiment_id) if 1 <= experiment_id <= MAX_ID else None
+
+
+def experiment_jobs(session: Session, experiment_id: int) -> list[JobPublic]:
+    """An experiment's jobs, in the order of its values."""
+    ids = session.exec(select(Job.id).where(Job.experiment_id == experiment_id).order_by(col(Job.id))).all()
+    return jobs_by_id(session, list(ids))
+
+
+def jobs_by_id(session: Session, ids: list[int]) -> list[JobPublic]:
+    """The jobs with these ids, in this order; ids with no job are left out."""
+    jobs = [job for job in (get_job(session, job_id) for job_id in ids) if job is not None]
+    return [job_public(session, job) for job in jobs]

@@ -61,10 +61,23 @@ class JobFigures(SQLModel):
     samples_after: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, description="Answers after training.")
 
 
+class Experiment(SQLModel, table=True):
+    """A sweep: one job field over a few values, everything else as in the base job; its jobs point back at it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    name: str = Field(description="What the experiment is called; by default the swept field.")
+    field: str = Field(description="The swept job field, as app.spec names it.")
+    values: list[Any] = Field(sa_type=JSON, description="The swept values, typed (one job each, in this order).")
+    base: dict[str, Any] = Field(sa_type=JSON, description="The base JobSpec as JSON; each job replaces the swept field.")
+    created_at: datetime = Field(default_factory=utcnow)
+
+
 class Job(JobBase, JobFigures, table=True):
     """One fine-tuning run, from queued to a final status; the only record web and worker share."""
 
     id: int | None = Field(default=None, primary_key=True)
+    experiment_id: int | None = Field(default=None, foreign_key="experiment.id", index=True,
+                                      description="The sweep this job is one value of, if any.")
     status: JobStatus = Field(default=JobStatus.queued, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     started_at: datetime | None = None
@@ -105,6 +118,7 @@ class JobPublic(JobBase, JobFigures):
     cancel_requested: bool
     error: str | None
     config: JobSpec = Field(description="What the job trains: model, dataset, LoRA and training fields.")
+    experiment_id: int | None = Field(default=None, description="The sweep this job is one value of, if any.")
     last_step: int | None = Field(default=None, description="The latest optimizer step with a metric row.")
     has_adapter: bool = Field(default=False, description="GET /api/jobs/{id}/adapter serves a zip.")
 
@@ -118,6 +132,8 @@ class MetricBase(SQLModel):
     grad_norm: float | None = Field(default=None, description="Gradient norm before clipping.")
     tokens_per_second: float | None = Field(default=None, description="Target tokens per second over the step.")
     elapsed_seconds: float | None = Field(default=None, description="Since the first step began.")
+    tokens_seen: int | None = Field(default=None, sa_type=BigInteger, description="Real (non-padding) tokens trained on up to this step.")
+    epoch: float | None = Field(default=None, description="Passes over the training rows up to this step.")
     eval_loss: float | None = Field(default=None, description="Held-out loss, on eval steps only.")
     exact_match: float | None = Field(default=None, description="Held-out exact match (0-1), synthetic task only.")
 

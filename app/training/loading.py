@@ -9,6 +9,7 @@ import logging
 import shutil
 import tempfile
 import time
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,21 +35,57 @@ class LoadedModel:
     tokenizer: object
     device: torch.device
     dtype: torch.dtype
+    autocast_dtype: torch.dtype | None = None  # forward passes compute in this dtype over weights stored in `dtype`
 
     @property
     def device_label(self) -> str:
-        """Device and dtype as recorded on the job: 'cpu float32' or 'cuda (NVIDIA H200) bfloat16'."""
+        """Device and precision as recorded on the job: 'cpu float32', 'cpu bfloat16 weights, fp32 adapters',
+        'cpu bfloat16 autocast' or 'cuda (NVIDIA H200) bfloat16'."""
         dtype = str(self.dtype).removeprefix("torch.")
+        if self.autocast_dtype is not None:
+            dtype = f"{str(self.autocast_dtype).removeprefix('torch.')} autocast"
+        elif self.device.type == "cpu" and self.dtype == torch.bfloat16:
+            dtype = "bfloat16 weights, fp32 adapters"
         if self.device.type == "cuda":
             return f"cuda ({torch.cuda.get_device_name(self.device)}) {dtype}"
         return f"{self.device.type} {dtype}"
 
+    def compute(self) -> AbstractContextManager:
+        """The context forward passes run in: bf16 autocast where chosen, else nothing."""
+        if self.autocast_dtype is None:
+            return nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+
+def cpu_has_bf16() -> bool:
+    """True when the CPU multiplies bf16 natively (AVX512-BF16 or AMX), where bf16 beats fp32; emulated bf16 is slower."""
+    try:
+        flags = set(Path("/proc/cpuinfo").read_text().split())
+    except OSError:
+        return False
+    return bool(flags & {"avx512_bf16", "amx_bf16"})
+
+
+def pick_precision(settings: Settings) -> tuple[torch.device, torch.dtype, torch.dtype | None]:
+    """Device, stored weight dtype and autocast dtype: CUDA bf16 where supported; on CPU, settings.cpu_precision decides."""
+    device, dtype = pick_device()
+    if device.type != "cpu":
+        return device, dtype, None
+    choice = settings.cpu_precision
+    if choice == "auto":
+        choice = "bf16-weights" if cpu_has_bf16() else "fp32"  # measured faster than autocast: bench/bench_bf16_cpu.py
+    if choice == "bf16-autocast":
+        return device, torch.float32, torch.bfloat16
+    # peft keeps adapter weights in fp32 over a bf16 base (autocast_adapter_dtype), so the optimizer stays fp32
+    if choice == "bf16-weights":
+        return device, torch.bfloat16, None
+    return device, torch.float32, None
+
 
 def pick_device() -> tuple[torch.device, torch.dtype]:
-    """CUDA with bf16 where the GPU supports it (fp32 otherwise), else CPU fp32."""
+    """CUDA with bf16 where the GPU supports it (fp32 otherwise), else CPU with fp32 weights."""
     if torch.cuda.is_available():
-        dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
-        return torch.device("cuda"), dtype
+        return torch.device("cuda"), torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float32
     return torch.device("cpu"), torch.float32
 
 
@@ -150,7 +187,7 @@ def build_random_model(settings: Settings, seed: int, model_id: str = "tiny-llam
 def load_model(model_id: str, settings: Settings, seed: int = 0) -> LoadedModel:
     """The named model and tokenizer on the best device; a FieldError on `model` for anything not allowed."""
     entry = load_catalogue(settings.content_dir / "models").resolve_trainable(model_id, settings.allowed_models)
-    device, dtype = pick_device()
+    device, dtype, autocast_dtype = pick_precision(settings)
     if entry.weights == "random-config":
         model, tokenizer = build_random_model(settings, seed, entry.id)
     else:
@@ -161,4 +198,4 @@ def load_model(model_id: str, settings: Settings, seed: int = 0) -> LoadedModel:
     if tokenizer.chat_template is None:
         raise RuntimeError(f"model {model_id!r} has no chat template; Lorapedia trains chat-formatted data only")
     model.to(device=device, dtype=dtype)
-    return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype)
+    return LoadedModel(model=model, tokenizer=tokenizer, device=device, dtype=dtype, autocast_dtype=autocast_dtype)

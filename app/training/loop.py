@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 
 import torch
@@ -28,14 +29,19 @@ class LoopOutcome:
 
 def train_loop(model: PeftModel, steps: Iterator[list[Batch]], config: TrainingSpec, total_steps: int,
                device: torch.device, evaluate: Callable[[], dict], on_metric: Callable[[dict], None],
-               should_stop: Callable[[], bool]) -> LoopOutcome:
-    """Run total_steps optimizer steps; evaluate every config.eval_steps and after the last step."""
+               should_stop: Callable[[], bool], compute: Callable[[], AbstractContextManager] = nullcontext) -> LoopOutcome:
+    """Run total_steps optimizer steps; evaluate every config.eval_steps and after the last step.
+
+    compute() is the context of each forward pass and loss (bf16 autocast on a CPU that has it); the backward
+    pass, clipping and the optimizer run outside it, on fp32 gradients and weights.
+    """
     optimizer = build_optimizer(model, config)
     scheduler = build_scheduler(optimizer, config, total_steps)
     causal_lm = model.get_base_model()
     trainable = [parameter for parameter in model.parameters() if parameter.requires_grad]
     max_norm = config.max_grad_norm if config.max_grad_norm > 0 else math.inf  # inf measures without clipping
     train_loss, eval_metrics = None, {}
+    tokens_seen = 0
     model.train()
     started = time.perf_counter()
     for step in range(1, total_steps + 1):
@@ -49,7 +55,8 @@ def train_loop(model: PeftModel, steps: Iterator[list[Batch]], config: TrainingS
         target_count = sum(batch.target_count for batch in micro_batches)
         step_loss = torch.zeros((), device=device)
         for batch in micro_batches:
-            loss = summed_loss(causal_lm, batch.to(device)) / target_count
+            with compute():
+                loss = summed_loss(causal_lm, batch.to(device)) / target_count
             loss.backward()
             step_loss += loss.detach()
         grad_norm = torch.nn.utils.clip_grad_norm_(trainable, max_norm)
@@ -59,13 +66,16 @@ def train_loop(model: PeftModel, steps: Iterator[list[Batch]], config: TrainingS
         optimizer.zero_grad(set_to_none=True)
         train_loss = step_loss.item()
         now = time.perf_counter()
+        step_tokens = sum(batch.token_count for batch in micro_batches)
+        tokens_seen += step_tokens
         metric = {
             "step": step,
             "train_loss": train_loss,
             "learning_rate": learning_rate,
             "grad_norm": grad_norm.item(),
-            "tokens_per_second": sum(batch.token_count for batch in micro_batches) / (now - step_started),
+            "tokens_per_second": step_tokens / (now - step_started),
             "elapsed_seconds": now - started,
+            "tokens_seen": tokens_seen,
         }
         if step == total_steps or (config.eval_steps and step % config.eval_steps == 0):
             eval_metrics = evaluate()

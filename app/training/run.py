@@ -67,8 +67,10 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
     # Answering the "before" prompts takes seconds on CPU; when the untrained adapter is an exact no-op,
     # the same answers come from the adapter disabled after training, so the first step starts sooner.
     defer_samples_before = _starts_as_identity(lora_config)
-    samples_before = [] if defer_samples_before else sample_rows(
-        loaded.model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
+    samples_before = []
+    if not defer_samples_before:
+        with loaded.compute():
+            samples_before = sample_rows(loaded.model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
 
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised at random
     model = _wrap(loaded, lora_config, config)
@@ -85,29 +87,32 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
         if not held_out:
             return {}
         model.eval()
-        with torch.no_grad():
+        with torch.no_grad(), loaded.compute():
             loss_sum = sum(summed_loss(model.get_base_model(), batch.to(loaded.device)).item() for batch in held_out)
-        metrics = {"eval_loss": loss_sum / sum(batch.target_count for batch in held_out)}
-        if task == "exact_match":
-            metrics["exact_match"] = exact_match(model, tokenizer, held_out_rows[:EXACT_MATCH_ROWS], loaded.device)
+            metrics = {"eval_loss": loss_sum / sum(batch.target_count for batch in held_out)}
+            if task == "exact_match":
+                metrics["exact_match"] = exact_match(model, tokenizer, held_out_rows[:EXACT_MATCH_ROWS], loaded.device)
         model.train()
         return metrics
 
+    rows_per_step = config.per_device_train_batch_size * config.gradient_accumulation_steps
+
     def report(metric: dict) -> None:
-        """Pass the step's metrics on; sample memory where the kernel keeps no resettable peak."""
+        """Pass the step's metrics on, with the epoch; sample memory where the kernel keeps no resettable peak."""
         memory.sample()
-        on_metric(metric)
+        on_metric({**metric, "epoch": metric["step"] * rows_per_step / len(packed)})
 
     steps = optimizer_steps(packed, config.per_device_train_batch_size, config.gradient_accumulation_steps,
                             config.seed, tokenizer.pad_token_id)
-    outcome = train_loop(model, steps, config, total_steps, loaded.device, evaluate, report, should_stop)
+    outcome = train_loop(model, steps, config, total_steps, loaded.device, evaluate, report, should_stop, loaded.compute)
     adapter_dir = Path(output_dir) / "adapter"
     model.save_pretrained(adapter_dir)
     samples_after = []
     if outcome.status == "succeeded":
-        samples_after = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
+        with loaded.compute():
+            samples_after = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
         if defer_samples_before:
-            with model.disable_adapter():
+            with model.disable_adapter(), loaded.compute():
                 samples_before = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
     return {
         "status": outcome.status,

@@ -19,6 +19,7 @@ JOB_FIELDS: tuple[FieldMeta, ...] = (*fields_of(JobLoraSpec, "lora"), *fields_of
 CALCULATOR_FIELD_NAMES = frozenset(meta.name for meta in CALCULATOR_FIELDS)
 JOB_FIELD_NAMES = frozenset(meta.name for meta in JOB_FIELDS)
 JOB_INPUTS = ("model", "dataset", "dataset_jsonl")  # the job form's inputs that are not LoRA or training fields
+JOB_DEFAULT_TEXT = {meta.name: format_value(meta.default) for meta in JOB_FIELDS}  # each job input's text when left alone
 
 
 @dataclass

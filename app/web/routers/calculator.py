@@ -12,6 +12,7 @@ from app.calc.catalogue import Catalogue
 from app.calc.exports import ExportContext, render_all
 from app.calc.request import CUSTOM_MODEL, DEFAULT_MODEL
 from app.calc.result import CalcResult
+from app.content.links import sweep_url
 from app.spec.base import as_text
 from app.web.deps import CatalogueDep, LibraryDep
 from app.web.forms import CALCULATOR_FIELDS, JOB_FIELDS, FormOutcome, calculator_form
@@ -62,8 +63,20 @@ def _job_link(outcome: FormOutcome, trainable: set[str]) -> str | None:
     if request is None or request.model not in trainable:
         return None
     # the fields the job form shares with the calculator carry over; the rest keep the job's own defaults
-    query = {name: text for name, text in (as_text(request.lora) | as_text(request.training)).items() if name in JOB_FIELD_NAMES}
-    return "/jobs/new?" + urlencode({"model": request.model} | query)
+    return "/jobs/new?" + urlencode({"model": request.model} | _job_fields(request))
+
+
+def _job_fields(request) -> dict[str, str]:
+    """The fields the job form shares with the calculator, as text; the rest keep the job's own defaults."""
+    return {name: text for name, text in (as_text(request.lora) | as_text(request.training)).items() if name in JOB_FIELD_NAMES}
+
+
+def _sweep_link(outcome: FormOutcome, trainable: set[str], focus: str | None) -> str | None:
+    """The sweep form over the focused field (r when none), with this configuration, when the model can be trained here."""
+    request = outcome.request
+    if request is None or request.model not in trainable:
+        return None
+    return sweep_url(focus if focus and sweep_url(focus) else "r", {"model": request.model} | _job_fields(request))
 
 
 def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple[dict[str, Any], FormOutcome]:
@@ -87,6 +100,8 @@ def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple
         "param_slugs": set(library.params),
         "exports": _exports(outcome, result, model_name) if result is not None else [],
         "job_link": _job_link(outcome, {model.id for model in catalogue.trainable()}),
+        "sweep_link": _sweep_link(outcome, {model.id for model in catalogue.trainable()},
+                                  focused_field(request.query_params.get("focus"))),
         "partial": is_htmx(request),
         "max_part": max((part.bytes for part in result.memory.components), default=1) if result else 1,
     }

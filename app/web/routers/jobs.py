@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
+from app.calc.curves import flags
 from app.content import datasets
-from app.jobs import service
+from app.jobs import estimates, service
 from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
 from app.spec import FieldError
 from app.spec.base import as_text
@@ -44,8 +45,12 @@ def focused_field(slug: str | None) -> str | None:
 
 
 def _form_context(settings, library, catalogue, values: dict[str, str], errors: dict[str, str],
-                  focus: str | None = None) -> dict[str, Any]:
+                  focus: str | None = None, session=None) -> dict[str, Any]:
+    outcome = forms.job_form(values) if session is not None else None
     return {
+        "estimate": estimates.estimate(session, settings, outcome.request) if outcome and outcome.request else None,
+        "sweep_query": urlencode({key: value for key, value in values.items()
+                                  if key != "dataset_jsonl" and value != forms.JOB_DEFAULT_TEXT.get(key)}),
         "focus": focus,
         "fields": forms.JOB_FIELDS,
         "values": values,
@@ -57,11 +62,13 @@ def _form_context(settings, library, catalogue, values: dict[str, str], errors: 
 
 
 @router.get("/jobs/new", response_class=HTMLResponse)
-def new_job(request: Request, settings: SettingsDep, library: LibraryDep, catalogue: CatalogueDep):
+def new_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep, catalogue: CatalogueDep):
     """The job form, prefilled from the URL query (parameter pages and the calculator link here); ?focus=<field> marks one."""
     values = forms.prefill(forms.JOB_FIELDS, request.query_params, forms.JOB_INPUTS)
+    values.setdefault("model", "tiny-llama")
+    values.setdefault("dataset", datasets.list_datasets(settings.content_dir)[0].id)
     focus = focused_field(request.query_params.get("focus"))
-    return render(request, "jobs/new.html", _form_context(settings, library, catalogue, values, {}, focus))
+    return render(request, "jobs/new.html", _form_context(settings, library, catalogue, values, {}, focus, session))
 
 
 def data_preview(settings, submitted: dict[str, str]) -> tuple[dict[str, Any] | None, dict[str, str]]:
@@ -121,6 +128,7 @@ def job_page(request: Request, job: JobDep, session: SessionDep, library: Librar
         # decided by the dataset, so a live page has the column before its first evaluation arrives
         "has_exact_match": scored_by_exact_match or any(point.exact_match is not None for point in metrics),
         "chart_points": [point.model_dump(mode="json", include=CHART_FIELDS) for point in metrics],
+        "curve_flags": flags([point.model_dump() for point in metrics]),
         "param_slugs": set(library.params),
         "live": public.status not in FINISHED_STATUSES,
         "rerun_query": urlencode(as_text(public.config.lora) | as_text(public.config.training)

@@ -5,8 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
-from app.content.links import try_it_url
+from app.content.links import sweep_url, try_it_url
+from app.web.compare import Run, compare
 from app.web.deps import LibraryDep
+from app.spec.sweeps import field_groups
+from app.web.routers.experiments import definition_query
 from app.web.templating import render
 from app.web.urls import absolute_url
 
@@ -26,5 +29,23 @@ def param_page(request: Request, slug: str, library: LibraryDep):
         "backlinks": library.backlinks.get(page.url, []),
         "try_it": try_it_url(page.slug, page.meta.kind),
         "canonical": absolute_url(request, page.url),
+        "sweep_url": sweep_url(page.slug),
     }
+    recorded = library.runs.get(page.slug)
+    if recorded is not None:
+        definition = recorded.definition
+        runs = [Run(label=run.label, points=[point.model_dump() for point in run.metrics],
+                    config=_swept(definition.base, definition.field, run.value),
+                    trainable_params=run.trainable_params, peak_memory_bytes=run.peak_memory_bytes, status=run.status,
+                    device=run.device) for run in recorded.runs]
+        context |= compare(runs) | {
+            "recorded": recorded,
+            "run_yourself": "/experiments/new?" + definition_query(definition.field, definition.values, definition.base),
+        }
     return render(request, "params/param.html", context)
+
+
+def _swept(base: dict, field: str, value) -> dict:
+    """The base job with the swept field set to value: a recorded run's whole config."""
+    group = field_groups()[field]
+    return {**base, group: {**base.get(group, {}), field: value}}
