@@ -48,13 +48,13 @@ class Target:
 TARGETS = [
     Target("queue", "app/jobs/queue.py",
            "tests/jobs/test_queue.py tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py "
-           "tests/web/test_jobs_api.py -k 'lease or cancelling or full_queue or concurrent or adapter_is_404'"),
+           "tests/web/test_jobs_api.py -k 'test_queue.py or test_worker_loop.py or test_heartbeat.py or lease or cancelling or full_queue or concurrent or adapter_is_404'"),
     Target("adapter_file", "app/calc/adapter_file.py", "tests/calc/test_adapter_file.py"),
     Target("trainable", "app/calc/trainable.py",
            "tests/calc/test_trainable.py -k 'real_widths or mixtral_expert or published'"),
-    Target("targets", "app/calc/targets.py", "tests/calc/test_targets.py tests/calc/test_trainable.py -k 'not full_depth and not initialisations and not random'"),
+    Target("targets", "app/calc/targets.py", "tests/calc/test_targets.py tests/calc/test_trainable.py -k 'test_targets.py or real_widths or mixtral_expert'"),
     Target("worker", "app/jobs/worker.py", "tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py"),
-    Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py -k 'stream or event or resume'"),
+    Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py -k 'test_sse_resume.py or stream or event or resume'"),
     Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_vs_torch.py"),
     Target("training_saving", "app/training/run.py", "tests/training/test_adapter_fidelity.py", timeout=300),
 ]
