@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import logging
 import os
 import re
@@ -93,7 +94,7 @@ def run_target(target: Target, tree: Path, python: str) -> tuple[int, int, list[
         f'module-path = "{target.module}"\n'
         f"timeout = {target.timeout * 2}\n"
         "excluded-modules = []\n"
-        f"test-command = '''{command}'''\n"
+        f"test-command = {json.dumps(command)}\n"
         '[cosmic-ray.distributor]\nname = "local"\n'
     )
     cosmic_ray = str(Path(python).with_name("cosmic-ray"))
