@@ -48,8 +48,9 @@ class Target:
 
 TARGETS = [
     Target("queue", "app/jobs/queue.py",
-           "tests/jobs/test_queue.py tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py "
-           "tests/web/test_jobs_api.py -k 'test_queue.py or test_worker_loop.py or test_heartbeat.py or lease or cancelling or full_queue or concurrent or adapter_is_404'"),
+           "tests/jobs/test_queue.py tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py tests/web/test_jobs_api.py "
+           "tests/jobs/test_postgres.py -k 'test_queue.py or test_worker_loop.py or test_heartbeat.py or lease or cancelling "
+           "or full_queue or concurrent or adapter_is_404 or skips'"),
     Target("adapter_file", "app/calc/adapter_file.py", "tests/calc/test_adapter_file.py"),
     Target("trainable", "app/calc/trainable.py",
            "tests/calc/test_trainable.py -k 'real_widths or mixtral_expert or published'"),

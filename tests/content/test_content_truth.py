@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
+import importlib.util
 import inspect
+import textwrap
 import typing
 
 import peft
@@ -58,6 +61,29 @@ def _literal_values(owner_cls, field: str) -> list:
     return [value for arg in (typing.get_args(hint) or [hint]) for value in (typing.get_args(arg) or [arg])]
 
 
+def _four_bit_quant_types() -> list[str]:
+    """The 4-bit types the installed transformers recognises (and bitsandbytes, when installed, can build).
+
+    BitsAndBytesConfig takes any string; quantization_method() is where transformers names the types it
+    knows, so the candidates are the strings compared there, each confirmed by calling it.
+    """
+    source = textwrap.dedent(inspect.getsource(BitsAndBytesConfig.quantization_method))
+    candidates = {
+        node.comparators[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "bnb_4bit_quant_type"
+        and isinstance(node.comparators[0], ast.Constant)
+    }
+    known = [name for name in sorted(candidates)
+             if BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=name).quantization_method() == name]
+    assert known, "BitsAndBytesConfig.quantization_method no longer names the 4-bit types: read them elsewhere"
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        from bitsandbytes.functional import get_4bit_type
+
+        known = [name for name in known if get_4bit_type(name) is not None]
+    return known
+
+
 # Where each enum's allowed values come from in the installed libraries.
 INSTALLED_CHOICES = {
     ("LoraConfig", "bias"): lambda: _literal_values(LoraConfig, "bias"),
@@ -65,7 +91,7 @@ INSTALLED_CHOICES = {
     ("LoraConfig", "init_lora_weights"): lambda: [v for v in _literal_values(LoraConfig, "init_lora_weights") if v is not bool],
     ("TrainingArguments", "lr_scheduler_type"): lambda: [member.value for member in SchedulerType],
     ("TrainingArguments", "optim"): lambda: [member.value for member in OptimizerNames],
-    ("BitsAndBytesConfig", "bnb_4bit_quant_type"): lambda: ["fp4", "nf4"],
+    ("BitsAndBytesConfig", "bnb_4bit_quant_type"): _four_bit_quant_types,
 }
 
 
