@@ -203,3 +203,20 @@ def test_assumptions_are_stated(training, phrases):
     text = " ".join(estimate.assumptions)
     assert all(phrase in text for phrase in phrases)
     assert any("saved_tensors_hooks" in source for source in estimate.sources)
+
+
+@pytest.mark.parametrize(
+    ("training", "dropout", "flagged"),
+    [
+        (dict(base_dtype="fp32"), 0.1, {}),  # a CPU run: every rule was measured on this project's machines
+        (dict(base_dtype="bf16"), 0.0, {"activations": 1, "overhead": 2}),
+        (dict(base_dtype="bf16"), 0.1, {"activations": 2, "overhead": 2}),
+        (dict(base_dtype="nf4"), 0.0, {"base_weights": 1, "activations": 1, "overhead": 2}),
+        (dict(base_dtype="int8"), 0.0, {"base_weights": 1, "activations": 1, "overhead": 2}),
+    ],
+)
+def test_cuda_only_rules_are_marked_not_measured_on_a_gpu(training, dropout, flagged):
+    estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), TrainingSpec(**training), dropout)
+    assert {part.key: len(part.not_measured_on_gpu) for part in estimate.parts if part.not_measured_on_gpu} == flagged
+    stated = [line for line in estimate.assumptions if "not measured on a GPU yet" in line]
+    assert len(stated) == (1 if flagged else 0)
