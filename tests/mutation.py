@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -77,8 +78,8 @@ def copy_tree(destination: Path) -> None:
         (destination / "var").symlink_to((ROOT / "var").resolve())
 
 
-def run_target(target: Target, tree: Path, python: str) -> tuple[int, int, list[str]]:
-    """(killed, mutants run, survivor diffs) for one target."""
+def run_target(target: Target, tree: Path, python: str, budget: float | None) -> tuple[int, int, int, list[str]]:
+    """(killed, mutants judged, mutants left unrun, survivor diffs) for one target, within `budget` seconds if given."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
@@ -108,14 +109,24 @@ def run_target(target: Target, tree: Path, python: str) -> tuple[int, int, list[
         pending = db.num_work_items - db.num_results
     logger.info("%s: %d mutants of %s against: %s", target.name, pending, target.module, target.tests)
     started = time.monotonic()
-    subprocess.run([cosmic_ray, "exec", str(config), str(session)], cwd=tree, env=environment, check=True,
-                   capture_output=True)
-    killed, run, survivors = 0, 0, []
+    execution = subprocess.Popen([cosmic_ray, "exec", str(config), str(session)], cwd=tree, env=environment,
+                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        execution.wait(timeout=budget)
+    except subprocess.TimeoutExpired:
+        os.killpg(execution.pid, signal.SIGKILL)  # cosmic-ray and the test run it started
+        execution.wait()
+        shutil.copy2(ROOT / target.module, tree / target.module)  # it may have died with a mutant applied
+        logger.info("%s: budget of %.0f s spent; scoring the mutants run so far", target.name, budget)
+    if execution.returncode not in (0, -signal.SIGKILL):
+        raise SystemExit(f"{target.name}: cosmic-ray exec failed with {execution.returncode}")
+    killed, run, done, survivors = 0, 0, 0, []
     with use_db(str(session), WorkDB.Mode.open) as db:
         items = {item.job_id: item for item in db.work_items}
         for job_id, result in db.results:
             if result.worker_outcome == WorkerOutcome.SKIPPED:
                 continue
+            done += 1
             if result.test_outcome == TestOutcome.INCOMPETENT:
                 continue  # the mutant does not even import: no test can be credited with it
             run += 1
@@ -125,13 +136,14 @@ def run_target(target: Target, tree: Path, python: str) -> tuple[int, int, list[
                 mutation = items[job_id].mutations[0]
                 survivors.append(f"{mutation.operator_name} at line {mutation.start_pos[0]}\n{result.diff}")
     logger.info("%s: %d of %d killed in %.0f s", target.name, killed, run, time.monotonic() - started)
-    return killed, run, survivors
+    return killed, run, pending - done, survivors
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the named targets (all by default); print a score line per module."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help=f"any of {', '.join(t.name for t in TARGETS)}")
+    parser.add_argument("--budget-minutes", type=float, help="stop each target after this long and score what ran")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     unknown = set(args.targets) - {target.name for target in TARGETS}
@@ -144,10 +156,12 @@ def main(argv: list[str] | None = None) -> int:
         tree = Path(scratch)
         copy_tree(tree)
         for target in chosen:
-            killed, run, survivors = run_target(target, tree, sys.executable)
+            budget = args.budget_minutes * 60 if args.budget_minutes else None
+            killed, run, unrun, survivors = run_target(target, tree, sys.executable, budget)
             (REPORTS / f"{target.name}.txt").write_text("\n\n".join(survivors) or "no survivors\n")
             score = 100 * killed / run if run else 100.0
-            lines.append(f"{target.module}: {killed}/{run} mutants killed ({score:.0f}%), {len(survivors)} survived")
+            partial = f" (budget spent: {unrun} mutants not run)" if unrun else ""
+            lines.append(f"{target.module}: {killed}/{run} mutants killed ({score:.0f}%), {len(survivors)} survived{partial}")
     print(f"mutation scores, {datetime.date.today().isoformat()}:")
     for line in lines:
         print("  " + line)

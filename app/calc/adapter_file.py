@@ -37,11 +37,12 @@ def adapter_file_bytes(spec: LoraSpec, arch: Architecture, count: ParamCount) ->
 
 def _file_bytes(frame: int, elements: list[int], dtype: str, itemsize: int) -> int:
     """8-byte length, header padded to a multiple of 8, data; elements in the file's order."""
+    # never empty: peft refuses a configuration that adapts nothing, and so does count_trainable
     ends = list(accumulate(count * itemsize for count in elements))
     # each tensor's offsets are [start,end]: every end is written once as an end and, but the last, once as a start
-    offset_digits = 2 * sum(len(str(end)) for end in ends) - len(str(ends[-1])) + len("0") if ends else 0
+    offset_digits = 2 * sum(len(str(end)) for end in ends) - len(str(ends[-1])) + len("0")
     header = frame + len(elements) * len(dtype) + offset_digits
-    return 8 + -(-header // HEADER_ALIGNMENT) * HEADER_ALIGNMENT + (ends[-1] if ends else 0)
+    return 8 + -(-header // HEADER_ALIGNMENT) * HEADER_ALIGNMENT + ends[-1]
 
 
 def saved_tensors(spec: LoraSpec, arch: Architecture, count: ParamCount) -> list[Tensor]:
@@ -99,15 +100,11 @@ def _bias_tensors(spec: LoraSpec, arch: Architecture, count: ParamCount, wrapper
     layers = {item.name: 1 for item in count.adapted if item.kind in (LINEAR, CONV1D, EMBEDDING)}
     layers.update((owner, len(params)) for owner, params in wrappers.items())
     tensors = []
-    for module in arch.modules:
-        for param in module.params:
-            if param.name != "bias":
-                continue
-            if module.name in layers:
-                tensors.append((module.name + ".base_layer" * layers[module.name] + ".bias", param.shape))
-                continue
-            if spec.bias != "all":
-                continue
+    biases = [(module, param) for module in arch.modules for param in module.params if param.name == "bias"]
+    for module, param in biases:
+        if module.name in layers:
+            tensors.append((module.name + ".base_layer" * layers[module.name] + ".bias", param.shape))
+        elif spec.bias == "all":
             root = next((root for root in saved_roots if module.name == root or module.name.startswith(root + ".")), None)
             if root is None:
                 tensors.append((f"{module.name}.bias", param.shape))
