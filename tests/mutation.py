@@ -45,6 +45,7 @@ class Target:
     module: str
     tests: str
     timeout: float = 120
+    functions: tuple[str, ...] = ()  # mutate only these functions (all of the module when empty)
 
 
 TARGETS = [
@@ -56,10 +57,12 @@ TARGETS = [
     Target("trainable", "app/calc/trainable.py",
            "tests/calc/test_trainable.py -k 'real_widths or mixtral_expert or published'"),
     Target("targets", "app/calc/targets.py", "tests/calc/test_targets.py tests/calc/test_trainable.py -k 'test_targets.py or real_widths or mixtral_expert'"),
-    Target("worker", "app/jobs/worker.py", "tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py"),
+    Target("worker", "app/jobs/worker.py", "tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py",
+           functions=("run_worker", "execute", "_heartbeat", "_should_stop", "_finish")),
     Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py -k 'test_sse_resume.py or stream or event or resume'"),
     Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_vs_torch.py"),
-    Target("training_saving", "app/training/run.py", "tests/training/test_adapter_fidelity.py", timeout=300),
+    Target("training_saving", "app/training/run.py", "tests/training/test_adapter_fidelity.py", timeout=300,
+           functions=("_train",)),
 ]
 
 
@@ -104,8 +107,9 @@ def run_target(target: Target, tree: Path, python: str, budget: float | None) ->
                    capture_output=True)
     with use_db(str(session), WorkDB.Mode.open) as db:
         for item in list(db.pending_work_items):
-            if not all(KEPT_OPERATOR.match(mutation.operator_name) for mutation in item.mutations):
-                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="operator not kept"))
+            outside = target.functions and any(mutation.definition_name not in target.functions for mutation in item.mutations)
+            if outside or not all(KEPT_OPERATOR.match(mutation.operator_name) for mutation in item.mutations):
+                db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not selected"))
         pending = db.num_work_items - db.num_results
     logger.info("%s: %d mutants of %s against: %s", target.name, pending, target.module, target.tests)
     started = time.monotonic()
