@@ -16,7 +16,7 @@ from app.calc.matching import compiled, is_all_linear
 from app.calc.spec import LoraSpec
 from app.calc.trainable import PARAMETER, Adapted, ParamCount
 
-PREFIX = "base_model.model."
+PREFIX = "base_model.model."  # before every key in the file
 METADATA = '{"__metadata__":{"format":"pt"}'  # what peft passes to safetensors' save_file
 HEADER_ALIGNMENT = 8
 EMBEDDING_LAYER_NAMES = ("embed_tokens", "lm_head")  # peft.utils.constants
@@ -29,8 +29,10 @@ Tensor = tuple[str, tuple[int, ...]]
 def adapter_file_bytes(spec: LoraSpec, arch: Architecture, count: ParamCount) -> tuple[int, int, int]:
     """(fp32 bytes, bf16 bytes, tensor count) of adapter_model.safetensors, header included."""
     tensors = sorted(saved_tensors(spec, arch, count))  # safetensors orders the header and the data by key
+    shape_digits = {shape: len(",".join(map(str, shape))) for shape in {shape for _, shape in tensors}}
     # the header without the dtypes and offsets: '{"__metadata__":...,"KEY":{"dtype":"","shape":[8,64],"data_offsets":[,]}...}'
-    frame = len(METADATA) + 1 + sum(1 + _ENTRY_FRAME + len(key) + len(",".join(map(str, shape))) for key, shape in tensors)
+    frame = len(METADATA) + 1 + len(tensors) * (1 + _ENTRY_FRAME + len(PREFIX))
+    frame += sum(len(key) + shape_digits[shape] for key, shape in tensors)
     elements = [math.prod(shape) for _, shape in tensors]
     return _file_bytes(frame, elements, "F32", 4), _file_bytes(frame, elements, "BF16", 2), len(tensors)
 
@@ -46,7 +48,7 @@ def _file_bytes(frame: int, elements: list[int], dtype: str, itemsize: int) -> i
 
 
 def saved_tensors(spec: LoraSpec, arch: Architecture, count: ParamCount) -> list[Tensor]:
-    """(key, shape) of every tensor save_pretrained writes for this configuration."""
+    """(key, shape) of every tensor save_pretrained writes for this configuration; keys without PREFIX."""
     wrappers = _parameter_wrappers(count)
     tensors = [tensor for item in count.adapted for tensor in _lora_tensors(spec, item, wrappers)]
     saved_roots = [name for name, _ in count.saved_modules]
@@ -55,7 +57,7 @@ def saved_tensors(spec: LoraSpec, arch: Architecture, count: ParamCount) -> list
     if spec.bias != "none":
         tensors.extend(_bias_tensors(spec, arch, count, wrappers, saved_roots))
     tensors.extend(_saved_embeddings(spec, arch, count))
-    return [(PREFIX + key, shape) for key, shape in tensors]
+    return tensors
 
 
 def _parameter_wrappers(count: ParamCount) -> dict[str, list[str]]:
