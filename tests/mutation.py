@@ -56,8 +56,8 @@ TARGETS = [
     Target("adapter_file", "app/calc/adapter_file.py", "tests/calc/test_adapter_file.py"),
     Target("trainable", "app/calc/trainable.py",
            # one model per family shape: llama-like, Conv1D, fused qkv, biases, soft-capping, experts
-           "tests/calc/test_trainable.py -k '(real_widths and (tiny-llama or gpt2 or phi-3-mini or qwen2.5-0.5b "
-           "or gemma-2-2b or mixtral)) or mixtral_expert or published'"),
+           "tests/calc/test_trainable_edges.py tests/calc/test_trainable.py -k 'test_trainable_edges.py or (real_widths and "
+           "(tiny-llama or gpt2 or phi-3-mini or qwen2.5-0.5b or gemma-2-2b or mixtral)) or mixtral_expert or published'"),
     Target("targets", "app/calc/targets.py", "tests/calc/test_targets.py tests/calc/test_trainable.py -k 'test_targets.py or real_widths or mixtral_expert'"),
     Target("worker", "app/jobs/worker.py", "tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py",
            functions=("run_worker", "execute", "_heartbeat", "_should_stop", "_finish")),

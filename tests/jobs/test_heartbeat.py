@@ -5,9 +5,11 @@ from __future__ import annotations
 import time
 
 import pytest
+from sqlalchemy.exc import OperationalError
 from sqlmodel import Session
 
 import app.jobs.worker as worker_module
+from app.jobs import queue
 from app.jobs.models import Job, JobStatus
 from app.jobs.queue import LEASE_EXPIRED_ERROR
 from tests.jobs.test_worker_loop import ScriptedTrainer, start_worker, wait_for_status  # noqa: F401 (a fixture)
@@ -55,3 +57,19 @@ def test_without_a_heartbeat_the_reaper_interrupts_the_same_job(engine, long_job
     assert seconds < LEASES_PER_JOB * LEASE_SECONDS, "reaped once its lease ran out, not after the job ended"
     job = wait_for_status(engine, job_id, {JobStatus.interrupted})
     assert job.error == LEASE_EXPIRED_ERROR
+
+
+def test_a_heartbeat_that_fails_a_few_times_keeps_beating(engine, long_job, monkeypatch):
+    """A database hiccup in one beat is logged and retried; the next beats still keep the lease."""
+    renew, failures = queue.renew_lease, []
+
+    def flaky_renew(*args, **kwargs):
+        if len(failures) < 2:
+            failures.append(1)
+            raise OperationalError("UPDATE job", {}, Exception("database is locked"))
+        return renew(*args, **kwargs)
+
+    monkeypatch.setattr(queue, "renew_lease", flaky_renew)
+    job_id, seen, _ = long_job()
+    assert len(failures) == 2 and seen[-1] == JobStatus.succeeded
+    assert wait_for_status(engine, job_id, {JobStatus.succeeded}).error is None
