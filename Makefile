@@ -12,7 +12,7 @@ MODEL_READY := var/models/.smollm2-135m-instruct.ready
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: run test setup test-setup model db bench clean system-packages
+.PHONY: run test setup test-setup model db bench mutation clean system-packages
 
 run: setup model db
 	$(BIN)/lorapedia serve
@@ -62,6 +62,16 @@ system-packages:
 		echo "installing:$$missing"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+
+# Mutation testing (cosmic-ray) of the modules that carry the product's promises, each against the fast tests that
+# cover it (tests/mutation.py); outside `run` and `test`. E.g. make mutation MUTATION_ARGS="queue adapter_file --budget-minutes 20"
+MUTATION_ARGS ?=
+mutation: $(STAMPS)/mutation-deps system-packages model
+	$(BIN)/python -m tests.mutation $(MUTATION_ARGS)
+
+$(STAMPS)/mutation-deps: $(STAMPS)/test-deps
+	$(BIN)/pip install --quiet -e '.[test,mutation]'
+	touch $@
 
 bench: setup model
 	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done

@@ -91,7 +91,8 @@ def _result(request: CalcRequest, arch: Architecture, count: ParamCount, info: M
         resolved_target_modules=targets if isinstance(targets, str) or targets is None else sorted(targets),
         resolved_target_parameters=sorted(count.resolved.target_parameters),
         memory=MemoryResult(
-            components=[MemoryComponent(key=p.key, label=p.label, bytes=p.bytes, detail=p.detail) for p in memory.parts],
+            components=[MemoryComponent(key=p.key, label=p.label, bytes=p.bytes, detail=p.detail,
+                                        not_measured_on_gpu=list(p.not_measured_on_gpu)) for p in memory.parts],
             total_bytes=memory.total_bytes,
             assumptions=memory.assumptions,
             sources=list(memory.sources),

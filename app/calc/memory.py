@@ -30,6 +30,16 @@ SOURCES = (
 )
 
 
+# Rules that apply only to a CUDA run and that no GPU run has measured yet (this project's machines have no GPU;
+# bench/device_check.py measures them where one is lent). Each part lists the ones its figure rests on.
+NOT_MEASURED_ON_GPU = "not measured on a GPU yet"
+CUDA_CONTEXT_RULE = "0.5 GiB for the CUDA context, cuBLAS workspace and kernels"
+CUDA_FRAGMENTATION_RULE = "10% caching-allocator slack on top of the live tensors"
+CUDA_DROPOUT_RULE = "CUDA's fused dropout keeps a one-byte mask per element"
+CUDA_ATTENTION_RULE = "CUDA's SDPA kernels keep what the CPU kernel keeps (q, k, v, output, logsumexp)"
+CUDA_QUANTISED_RULE = "bitsandbytes' layouts: 4-bit weights with block constants, int8 weights with row scales"
+
+
 @dataclass(frozen=True)
 class MemoryPart:
     """One component of the estimate."""
@@ -38,6 +48,7 @@ class MemoryPart:
     label: str
     bytes: int
     detail: str
+    not_measured_on_gpu: tuple[str, ...] = ()  # the CUDA-only rules this figure rests on
 
 
 @dataclass
@@ -80,7 +91,7 @@ def _base_weights(arch: Architecture, training: CalcTrainingSpec) -> MemoryPart:
     detail += f"; {rest:,} other parameters (embeddings, norms, output layer, biases"
     detail += ", fused experts)" if arch.num_experts else ")"
     detail += " stay 16-bit"
-    return MemoryPart("base_weights", f"Base weights ({dtype})", int(weights + rest * 2), detail)
+    return MemoryPart("base_weights", f"Base weights ({dtype})", int(weights + rest * 2), detail, (CUDA_QUANTISED_RULE,))
 
 
 def _adapter_parts(count: ParamCount, training: CalcTrainingSpec) -> list[MemoryPart]:
@@ -286,8 +297,9 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     )
 
 
-def _activations(estimate: ActivationEstimate) -> list[MemoryPart]:
+def _activations(estimate: ActivationEstimate, dropout: float) -> list[MemoryPart]:
     size = estimate.act_bytes
+    cuda_rules = () if estimate.cpu else (CUDA_ATTENTION_RULE, *((CUDA_DROPOUT_RULE,) if dropout else ()))
     terms = ", ".join(f"{key.replace('_', ' ')} {value:,.0f}" for key, value in estimate.per_token.items() if value)
     per_layer = f"{estimate.layer_per_token:,.0f} bytes per token per layer ({terms}"
     if estimate.score_per_token:
@@ -304,7 +316,7 @@ def _activations(estimate: ActivationEstimate) -> list[MemoryPart]:
         detail = f"{estimate.layers} layers x {estimate.tokens:,} tokens x {per_layer}"
     detail += f"; outside the layers {estimate.outside_per_token:,.0f} bytes per token (final norm, loss indices)"
     return [
-        MemoryPart("activations", "Activations", estimate.activations, detail),
+        MemoryPart("activations", "Activations", estimate.activations, detail, cuda_rules),
         MemoryPart(
             "logits", "Logits and loss", estimate.logits_peak,
             f"{estimate.tokens:,} tokens x {estimate.vocab:,} vocabulary x {LOGIT_BYTES} bytes: in log_softmax's backward "
@@ -317,7 +329,7 @@ def _activations(estimate: ActivationEstimate) -> list[MemoryPart]:
 def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float) -> MemoryEstimate:
     """Per-device memory of one training step: weights, adapter state, activations, overhead."""
     saved = estimate_activations(arch, count, training, lora_dropout)
-    parts = [_base_weights(arch, training), *_adapter_parts(count, training), *_activations(saved)]
+    parts = [_base_weights(arch, training), *_adapter_parts(count, training), *_activations(saved, lora_dropout)]
     live = sum(part.bytes for part in parts)
     if saved.cpu:
         retained = (saved.activations + saved.logits_peak) * CPU_HEAP_RETENTION
@@ -329,7 +341,8 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
     else:
         overhead = int(FRAMEWORK_BYTES + live * FRAGMENTATION)
         overhead_detail = "0.5 GiB for the CUDA context and workspaces + 10% of the above for allocator fragmentation"
-    parts.append(MemoryPart("overhead", "Framework overhead", overhead, overhead_detail))
+    cuda_rules = () if saved.cpu else (CUDA_CONTEXT_RULE, CUDA_FRAGMENTATION_RULE)
+    parts.append(MemoryPart("overhead", "Framework overhead", overhead, overhead_detail, cuda_rules))
     size = saved.act_bytes
     assumptions = [
         "An estimate, not a measurement: compare with a real run's peak memory on the job page.",
@@ -353,6 +366,9 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
         "the logits' backward peak: a small overestimate for LoRA.",
         "Adapters train in fp32 (peft's default autocast); modules_to_save copies and biases keep the base dtype.",
     ]
+    unmeasured = [rule for part in parts for rule in part.not_measured_on_gpu]
+    if unmeasured:
+        assumptions.append(f"CUDA-only rules, {NOT_MEASURED_ON_GPU}: " + "; ".join(unmeasured) + ".")
     if training.gradient_checkpointing:
         assumptions.append(
             "Gradient checkpointing keeps each layer's input in the activation dtype and recomputes one layer at a "

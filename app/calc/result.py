@@ -53,6 +53,8 @@ class MemoryComponent(BaseModel):
     label: str
     bytes: int
     detail: str
+    not_measured_on_gpu: list[str] = Field(
+        default_factory=list, description="CUDA-only rules this figure rests on that no GPU run has measured yet.")
 
 
 class MemoryResult(BaseModel):

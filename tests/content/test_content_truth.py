@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import datetime
+import importlib.util
 import inspect
 import re
+import textwrap
 import typing
 
 import peft
@@ -87,6 +90,29 @@ def _quant_storage_choices() -> list[str]:
     return choices
 
 
+def _four_bit_quant_types() -> list[str]:
+    """The 4-bit types the installed transformers recognises (and bitsandbytes, when installed, can build).
+
+    BitsAndBytesConfig takes any string; quantization_method() is where transformers names the types it
+    knows, so the candidates are the strings compared there, each confirmed by calling it.
+    """
+    source = textwrap.dedent(inspect.getsource(BitsAndBytesConfig.quantization_method))
+    candidates = {
+        node.comparators[0].value
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.Compare) and isinstance(node.left, ast.Attribute) and node.left.attr == "bnb_4bit_quant_type"
+        and isinstance(node.comparators[0], ast.Constant)
+    }
+    known = [name for name in sorted(candidates)
+             if BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type=name).quantization_method() == name]
+    assert known, "BitsAndBytesConfig.quantization_method no longer names the 4-bit types: read them elsewhere"
+    if importlib.util.find_spec("bitsandbytes") is not None:
+        from bitsandbytes.functional import get_4bit_type
+
+        known = [name for name in known if get_4bit_type(name) is not None]
+    return known
+
+
 # Where each enum's allowed values come from in the installed libraries.
 INSTALLED_CHOICES = {
     ("LoraConfig", "bias"): lambda: _literal_values(LoraConfig, "bias"),
@@ -94,7 +120,7 @@ INSTALLED_CHOICES = {
     ("LoraConfig", "init_lora_weights"): _init_schemes,
     ("TrainingArguments", "lr_scheduler_type"): lambda: [member.value for member in SchedulerType],
     ("TrainingArguments", "optim"): lambda: [member.value for member in OptimizerNames],
-    ("BitsAndBytesConfig", "bnb_4bit_quant_type"): lambda: ["fp4", "nf4"],
+    ("BitsAndBytesConfig", "bnb_4bit_quant_type"): _four_bit_quant_types,
     ("BitsAndBytesConfig", "bnb_4bit_quant_storage"): _quant_storage_choices,
 }
 

@@ -13,6 +13,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -21,7 +22,8 @@ import pytest
 from sqlmodel import Session, select
 
 from app.jobs.db import init_db, make_engine
-from app.jobs.tables import Job
+from app.jobs.queue import claim_next_job
+from app.jobs.tables import Job, JobStatus
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_port
 from tests.jobs.test_end_to_end import FAST_ENV, LEARNING_JOB, submit, wait_for
@@ -120,3 +122,29 @@ def test_two_real_workers_share_a_postgresql_queue_end_to_end(postgres_url, serv
     for job_id in job_ids:
         assert [row["step"] for row in httpx.get(f"{server.url}/api/jobs/{job_id}/metrics").json()] == [1, 2, 3]
         assert httpx.get(f"{server.url}/api/jobs/{job_id}/adapter").status_code == 200
+
+
+def test_a_claim_skips_a_row_another_worker_has_locked_instead_of_waiting_for_it(postgres_url, tmp_path):
+    engine = make_engine(Settings(var_dir=tmp_path / "var", database_url=postgres_url))
+    init_db(engine)
+    with Session(engine) as session:
+        jobs = [Job(model="tiny-llama", dataset="addition", config={"lora": {}, "training": {}}) for _ in range(2)]
+        session.add_all(jobs)
+        session.commit()
+        locked, free = sorted(job.id for job in jobs)
+    claimed: list[int | None] = []
+    with engine.connect() as other_worker:
+        transaction = other_worker.begin()  # another worker is between its SELECT ... FOR UPDATE and its commit
+        other_worker.execute(select(Job.id).where(Job.id == locked).with_for_update())
+        claimer = threading.Thread(target=lambda: claimed.append(claim_next_job(engine, "w", lease_seconds=60)), daemon=True)
+        claimer.start()
+        claimer.join(timeout=15)
+        waited = claimer.is_alive()
+        transaction.rollback()
+    claimer.join(timeout=15)
+    assert not waited, "the claim waited for the locked row instead of skipping it"
+    assert claimed == [free]
+    with Session(engine) as session:  # leave no queued job behind for the other tests on this cluster
+        session.get(Job, locked).status = JobStatus.cancelled
+        session.commit()
+    engine.dispose()

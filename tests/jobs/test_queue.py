@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import Counter
@@ -76,3 +77,24 @@ def test_a_repeated_metric_step_keeps_the_first_row(engine, enqueue):
     with Session(engine) as session:
         rows = session.exec(select(MetricPoint).where(MetricPoint.job_id == job_id)).all()
     assert [(row.step, row.train_loss) for row in rows] == [(1, 2.0)]
+
+
+def test_finishing_says_whether_this_worker_still_ran_the_job_and_warns_only_when_not(engine, enqueue, caplog):
+    owned, taken = enqueue(), enqueue()
+    assert queue.claim_next_job(engine, "w1", lease_seconds=30) == owned
+    assert queue.claim_next_job(engine, "w2", lease_seconds=30) == taken
+    with caplog.at_level(logging.WARNING, logger="app.jobs.queue"):
+        assert queue.finish_job(engine, owned, "w1", JobStatus.succeeded, {"final_train_loss": 0.5})
+        assert caplog.records == []
+        assert not queue.finish_job(engine, taken, "w1", JobStatus.succeeded, {})
+    assert [record.getMessage() for record in caplog.records] == [f"job {taken} is no longer running on worker w1; not updated"]
+    with Session(engine) as session:
+        assert (session.get(Job, owned).status, session.get(Job, owned).final_train_loss) == (JobStatus.succeeded, 0.5)
+        assert (session.get(Job, taken).status, session.get(Job, taken).worker_id) == (JobStatus.running, "w2")
+
+
+def test_a_job_gone_from_the_database_stops_its_run(engine, enqueue):
+    job_id = enqueue()
+    queue.claim_next_job(engine, "w1", lease_seconds=30)
+    assert not queue.is_stop_requested(engine, job_id, "w1")
+    assert queue.is_stop_requested(engine, job_id + 1, "w1")
