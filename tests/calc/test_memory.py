@@ -216,7 +216,7 @@ def test_assumptions_are_stated(training, phrases):
     ],
 )
 def test_cuda_only_rules_are_marked_not_measured_on_a_gpu(training, dropout, flagged):
-    estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), TrainingSpec(**training), dropout)
+    estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), CalcTrainingSpec(**training), dropout)
     assert {part.key: len(part.not_measured_on_gpu) for part in estimate.parts if part.not_measured_on_gpu} == flagged
     stated = [line for line in estimate.assumptions if "not measured on a GPU yet" in line]
     assert len(stated) == (1 if flagged else 0)
