@@ -12,6 +12,7 @@ from app.calc.compute import compute
 from app.spec.errors import FieldError, check_nesting, describe
 from app.calc.request import CalcRequest, calculator_query
 from app.calc.result import CalcResult
+from app.calc.tree import TreeSource
 from app.spec.base import field_meta
 from app.spec.errors import errors_of, field_name
 from app.spec.lora import LEGACY_KEYS, PEFT_VERSION, UNMODELLED_KEYS, LoraSpec
@@ -77,7 +78,8 @@ def lora_fields_of(adapter_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def explain(
-    adapter_config: Any, model_config: dict[str, Any] | None = None, catalogue: Catalogue | None = None
+    adapter_config: Any, model_config: dict[str, Any] | None = None, catalogue: Catalogue | None = None,
+    trees: TreeSource | None = None,
 ) -> Explanation:
     """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given."""
     if not isinstance(adapter_config, dict):
@@ -132,7 +134,7 @@ def explain(
         return explanation
     try:
         request = CalcRequest(model=entry.id if entry else None, model_config=model_config, lora=spec)
-        explanation.result = compute(request, catalogue)
+        explanation.result = compute(request, catalogue, trees)
     except FieldError as error:
         if model_config is not None and error.loc[:1] == ("model_config",):
             raise  # the pasted config.json is the caller's input, not a flaw of the adapter: refuse it with its field

@@ -6,13 +6,15 @@ import math
 import re
 from dataclasses import dataclass, field
 
-from app.calc.architecture import ADAPTABLE_KINDS, EMBEDDING, Architecture, Module, Param
+from app.calc.architecture import ADAPTABLE_KINDS, CONV, EMBEDDING, Architecture, Module, Param
 from app.spec.errors import FieldError
 from app.calc.matching import compiled, is_all_linear, layer_index, pattern_key, wrapped_by_modules_to_save
 from app.spec.lora import LoraSpec
 from app.calc.targets import ResolvedTargets, resolve_targets
 
 PARAMETER = "parameter"
+# Heads peft's task-specific PeftModel classes add to modules_to_save (PeftModelForSequenceClassification...).
+SAVED_BY_TASK = {"SEQ_CLS": ("classifier", "score"), "TOKEN_CLS": ("classifier", "score"), "QUESTION_ANS": ("qa_outputs",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +60,7 @@ def scaling_of(alpha: float, r: int, use_rslora: bool) -> float:
 
 def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     """Reproduce peft's matching and layer creation, and count what becomes trainable."""
+    spec = with_task_heads(spec)
     resolved = resolve_targets(spec, arch)
     targets = resolved.target_modules
     exclude = spec.exclude_modules
@@ -73,6 +76,10 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     adapted_modules: set[str] = set()
     excluded = _excluded_modules(spec, arch, exclude_set, exclude_regex, shields)
     matched = _matched_modules(spec, arch, targets) - excluded.keys()
+    for name in matched:
+        reason = arch.refused_targets.get(name.rpartition(".")[2])
+        if reason:
+            raise FieldError(("lora", "target_modules"), f"peft refuses {name} on {arch.model_type}: {reason}", "unsupported_target")
     excluded_any = bool(excluded)
     exclusion_used = any(by_exclude for by_exclude in excluded.values())
     unmatched_any = len(arch.modules) - len(excluded) - len(matched) > 0
@@ -116,6 +123,14 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
         unused_alpha_patterns=[key for key in spec.alpha_pattern if key not in used_alpha],
         excluded_nothing=bool(exclude) and not exclusion_used,
     )
+
+
+def with_task_heads(spec: LoraSpec) -> LoraSpec:
+    """The spec with the heads its task_type's PeftModel class adds to modules_to_save."""
+    heads = SAVED_BY_TASK.get(spec.task_type or "")
+    if not heads:
+        return spec
+    return spec.model_copy(update={"modules_to_save": [*(spec.modules_to_save or ()), *heads]})
 
 
 def _excluded_modules(
@@ -199,7 +214,14 @@ def _adapt_module(spec: LoraSpec, module: Module, r: int, alpha: float) -> Adapt
             ("lora", "lora_bias"), f"lora_bias=True is not supported on Embedding layers ({module.name})", "conflict"
         )
     n_in, n_out = module.in_features, module.out_features
-    lora = r * (n_in + n_out)
+    if module.kind == CONV:
+        if r % module.groups:
+            raise FieldError(("lora", "r"), f"{module.name} is a {module.cls} with groups={module.groups}; peft needs "
+                             f"a rank divisible by it, got {r}", "conflict")
+        # lora_A is a conv with the base kernel (in -> r), lora_B a 1x1 grouped conv (r -> out)
+        lora = r * n_in * module.kernel + n_out * (r // module.groups)
+    else:
+        lora = r * (n_in + n_out)
     extra = (n_out if spec.use_dora else 0) + (n_out if spec.lora_bias else 0)
     # MiCA freezes B right after it is built: only A (r x in) trains
     trainable = r * n_in + extra if spec.init_lora_weights == "mica" else lora + extra

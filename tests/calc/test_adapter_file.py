@@ -8,10 +8,9 @@ import pytest
 import torch
 
 from app.calc.adapter_file import adapter_file_bytes
-from app.calc.families import architecture_from_config
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
-from tests.calc.peft_oracle import catalogue_config
+from tests.calc.peft_oracle import architecture_of, catalogue_config
 
 
 @pytest.mark.parametrize(
@@ -34,7 +33,7 @@ def test_size_matches_a_real_save(tmp_path, lora):
     header_length = struct.unpack("<Q", path.read_bytes()[:8])[0]
     data = path.stat().st_size - 8 - header_length
 
-    arch = architecture_from_config(config)
+    arch = architecture_of(config)
     spec = LoraSpec(**lora)
     fp32, _, _ = adapter_file_bytes(spec, arch, count_trainable(spec, arch))
     count = count_trainable(spec, arch)

@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
+from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 from starlette.datastructures import UploadFile
@@ -13,7 +14,7 @@ from starlette.datastructures import UploadFile
 from app.spec.errors import FieldError
 from app.calc.explain import Explanation, explain
 from app.spec.text import parse_json
-from app.web.deps import CatalogueDep, LibraryDep, SettingsDep
+from app.web.deps import CatalogueDep, LibraryDep, SettingsDep, TreesDep
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -57,7 +58,8 @@ def explain_form(request: Request, library: LibraryDep):
 
 
 @router.post("/explain", response_class=HTMLResponse)
-async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep, settings: SettingsDep):
+async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep, settings: SettingsDep,
+                         trees: TreesDep):
     """Explain the posted adapter_config.json (pasted, or uploaded as a file)."""
     form = await request.form(max_part_size=settings.max_body_bytes)  # Starlette's default stops at 1 MB
     values = {key: value for key, value in form.items() if isinstance(value, str)}
@@ -70,7 +72,8 @@ async def explain_submit(request: Request, catalogue: CatalogueDep, library: Lib
     explanation = None
     if not errors:
         try:
-            explanation = explain(adapter_config, model_config, catalogue)
+            # off the event loop: a pasted config may wait for the tree helper
+            explanation = await run_in_threadpool(explain, adapter_config, model_config, catalogue, trees)
         except (FieldError, ValidationError) as error:
             field = error.loc[0] if isinstance(error, FieldError) else "adapter_config"
             errors[str(field)] = error.message if isinstance(error, FieldError) else str(error)
