@@ -13,8 +13,11 @@ from app.spec.lora import LoraSpec
 from app.calc.targets import ResolvedTargets, resolve_targets
 
 PARAMETER = "parameter"
-# Heads peft's task-specific PeftModel classes add to modules_to_save (PeftModelForSequenceClassification...).
-SAVED_BY_TASK = {"SEQ_CLS": ("classifier", "score"), "TOKEN_CLS": ("classifier", "score"), "QUESTION_ANS": ("qa_outputs",)}
+# Heads peft's task-specific PeftModel classes add to modules_to_save. PeftModelForSequenceClassification adds them
+# before injecting LoRA (so they are shielded from targets); the token-classification and question-answering
+# classes add them afterwards (a head LoRA already wraps makes peft fail).
+SAVED_BEFORE_INJECTION = {"SEQ_CLS": ("classifier", "score")}
+SAVED_AFTER_INJECTION = {"TOKEN_CLS": ("classifier", "score"), "QUESTION_ANS": ("qa_outputs",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,7 +107,9 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     if not adapted:
         _raise_nothing_targeted(spec, resolved, excluded_any, unmatched_any)
 
-    saved = _modules_to_save(spec, arch, adapted_modules)
+    late = SAVED_AFTER_INJECTION.get(spec.task_type or "", ())
+    saved = _modules_to_save(spec.model_copy(update={"modules_to_save": [*(spec.modules_to_save or ()), *late]})
+                             if late else spec, arch, adapted_modules)
     lora_total = sum(item.trainable for item in adapted)
     lora_all = sum(item.lora_params + item.extra_params for item in adapted)
     copies = sum(size for _, size in saved)
@@ -126,8 +131,8 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
 
 
 def with_task_heads(spec: LoraSpec) -> LoraSpec:
-    """The spec with the heads its task_type's PeftModel class adds to modules_to_save."""
-    heads = SAVED_BY_TASK.get(spec.task_type or "")
+    """The spec with the heads its task_type's PeftModel class adds to modules_to_save before injecting LoRA."""
+    heads = SAVED_BEFORE_INJECTION.get(spec.task_type or "")
     if not heads:
         return spec
     return spec.model_copy(update={"modules_to_save": [*(spec.modules_to_save or ()), *heads]})
