@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -41,10 +41,10 @@ class CatalogueModel:
     task: str | None = None  # the tree's task when the config's `architectures` does not say (seq-cls...)
     tree: dict[str, Any] | None = None
 
-    @property
+    @cached_property
     def architecture(self) -> Architecture:
         """The shipped module tree's architecture, built once."""
-        return _shipped_architecture(self.id, json.dumps(self.tree))
+        return architecture_from_tree(self.tree)
 
     def architecture_for(self, task_type: str | None, trees: TreeSource | None) -> Architecture:
         """The shipped tree, or one for another task (a peft task_type that loads another Auto class)."""
@@ -132,11 +132,6 @@ class CatalogueError(ValueError):
 
 
 _TEXT_KEYS = ("id", "name", "licence", "size")
-
-
-@lru_cache(maxsize=64)
-def _shipped_architecture(model_id: str, tree_json: str) -> Architecture:
-    return architecture_from_tree(json.loads(tree_json))
 
 
 @lru_cache(maxsize=4)
