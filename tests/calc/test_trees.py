@@ -56,7 +56,7 @@ def test_cache_key_ignores_metadata_but_not_structure():
          ("model_config", "text_config", "num_hidden_layers"), "deeper than any"),
         ({**SMALL, "model_type": "llama", "rope_scaling": NESTED}, ("model_config",), "nested more than 64 levels"),
         ({**SMALL, "model_type": "phi3", "pad_token_id": 500}, ("model_config",), "cannot build phi3"),
-        ({**SMALL, "model_type": "llama", "hidden_size": "32"}, ("model_config",), "llama"),
+        ({**SMALL, "model_type": "llama", "hidden_size": "32"}, ("model_config", "hidden_size"), "expected int, got str"),
     ],
 )
 def test_bad_configs_name_the_reason(config, loc, words):
