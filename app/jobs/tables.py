@@ -153,6 +153,8 @@ class AdapterArchive(SQLModel, table=True):
 class ModuleTree(SQLModel, table=True):
     """A model's module tree built by the tree helper, or the reason it could not be built; shared by web hosts."""
 
+    __tablename__ = "module_tree"
+
     key: str = Field(primary_key=True, description="sha256 of the normalised config.json, the task and library versions.")
     model_type: str = Field(description="config.json's model_type.")
     task: str | None = Field(default=None, description="The task asked for; None: inferred from the config.")
