@@ -1,4 +1,4 @@
-"""Command line: `lorapedia serve | worker | prepare-model | init-db | record`."""
+"""Command line: `lorapedia serve | worker | prepare-model | init-db | record | trees | tree-helper`."""
 
 from __future__ import annotations
 
@@ -126,6 +126,9 @@ def main(argv: list[str] | None = None) -> None:
     commands.add_parser("init-db", help="create the database tables")
     record_parser = commands.add_parser("record", help="run the recorded sweeps on SmolLM2 and write content/runs/*.json")
     record_parser.add_argument("fields", nargs="*", help="swept fields to record (default: every recorded sweep)")
+    trees_parser = commands.add_parser("trees", help="rebuild the catalogue's module trees (content/models/trees) with transformers")
+    trees_parser.add_argument("--check", action="store_true", help="only report trees that differ; exit 1 if any")
+    commands.add_parser("tree-helper", help="answer module-tree requests as JSON lines on stdin/stdout (started by serve)")
     args = parser.parse_args(argv)
     _configure_logging(settings.log_level)
 
@@ -150,6 +153,18 @@ def main(argv: list[str] | None = None) -> None:
         from app.jobs.db import init_db, make_engine
 
         init_db(make_engine(settings))
+    elif args.command == "trees":
+        from app.training.trees import write_catalogue_trees
+
+        changed = write_catalogue_trees(settings.content_dir / "models", check=args.check)
+        for model_id in changed:
+            logger.info("%s tree %s", model_id, "differs" if args.check else "written")
+        if args.check and changed:
+            raise SystemExit(1)
+    elif args.command == "tree-helper":
+        from app.training.trees import serve_lines
+
+        serve_lines()
 
 
 if __name__ == "__main__":

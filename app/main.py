@@ -11,6 +11,7 @@ from fastapi.staticfiles import StaticFiles
 from app.calc.catalogue import load_catalogue
 from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
+from app.jobs.trees import TreeService
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from app.web import errors, guard, openapi, security
 from app.web.routers import api_calc, api_jobs, api_params, calculator, experiments, explain, jobs, pages, params, search
@@ -30,6 +31,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         init_db(engine)
         logger.info("Lorapedia ready: %d parameter pages, %d guides", len(library.params), len(library.guides))
         yield
+        app.state.trees.close()
         engine.dispose()
 
     app = FastAPI(
@@ -45,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.library = library
     app.state.catalogue = catalogue
     app.state.engine = engine
+    app.state.trees = TreeService(engine)  # its helper process starts on the first pasted config
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)
     # Middleware added last runs first: headers on every answer, then the body and time bounds, then the

@@ -19,7 +19,6 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from app.calc import compute, load_catalogue  # noqa: E402
-from app.calc.families import architecture_from_config  # noqa: E402
 from app.spec.lora import LoraSpec  # noqa: E402
 from app.calc.trainable import count_trainable  # noqa: E402
 
@@ -76,8 +75,8 @@ def main() -> None:
 
     logger.info("load average before: %.1f %.1f %.1f on %d CPUs (other processes inflate p99)", *os.getloadavg(), os.cpu_count())
     catalogue = load_catalogue()
-    largest = max(catalogue.models, key=lambda model: architecture_from_config(model.config).base_params)
-    arch = architecture_from_config(largest.config)
+    largest = max(catalogue.models, key=lambda model: model.architecture.base_params)
+    arch = largest.architecture
     logger.info("model: %s (%s parameters, %d modules)", largest.id, f"{arch.base_params:,}", len(arch.modules))
     logger.info("%-30s %10s %10s %12s %12s %12s %9s %s", "config", "calc p50", "calc p99", "count p50", "peft meta",
                 "ratio p50", "", "counts")

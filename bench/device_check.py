@@ -38,7 +38,6 @@ def prediction(model_id: str, batch: int, seq: int, dtype: str, dropout: float):
     """The calculator's memory parts and its activation model for this shape."""
     from app.calc import compute
     from app.calc.catalogue import load_catalogue
-    from app.calc.families import architecture_from_config
     from app.calc.memory import estimate_activations
     from app.spec.lora import LoraSpec
     from app.calc.trainable import count_trainable
@@ -47,7 +46,7 @@ def prediction(model_id: str, batch: int, seq: int, dtype: str, dropout: float):
     training = {"per_device_train_batch_size": batch, "max_seq_length": seq, "base_dtype": dtype, "optim": "adamw_torch"}
     lora = {**LORA, "lora_dropout": dropout}
     result = compute({"model": model_id, "lora": lora, "training": training})
-    arch = architecture_from_config(load_catalogue().get(model_id).config)
+    arch = load_catalogue().get(model_id).architecture
     spec = LoraSpec(**lora)
     saved = estimate_activations(arch, count_trainable(spec, arch), CalcTrainingSpec(**training), dropout)
     return {part.key: part.bytes for part in result.memory.components}, saved

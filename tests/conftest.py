@@ -15,6 +15,7 @@ import httpx
 import pytest
 from fastapi.testclient import TestClient
 
+from app.jobs.trees import TreeHelper, TreeService
 from app.main import create_app
 from app.settings import PROJECT_ROOT, Settings
 from app.web.security import CSRF_COOKIE, CSRF_HEADER
@@ -33,10 +34,20 @@ def settings(tmp_path: Path) -> Settings:
     return Settings(var_dir=tmp_path / "var", poll_seconds=0.05, heartbeat_seconds=0.5)
 
 
+@pytest.fixture(scope="session")
+def tree_helper() -> Iterator[TreeHelper]:
+    """One warm module-tree helper for the whole session (it imports torch once)."""
+    helper = TreeHelper()
+    yield helper
+    helper.stop()
+
+
 @pytest.fixture
-def app(settings: Settings):
-    """The app built from `settings`."""
-    return create_app(settings)
+def app(settings: Settings, tree_helper: TreeHelper):
+    """The app built from `settings`, sharing the session's tree helper."""
+    application = create_app(settings)
+    application.state.trees = TreeService(application.state.engine, tree_helper)
+    return application
 
 
 # A browser that has loaded one of the site's pages holds the CSRF cookie and sends its token with each form

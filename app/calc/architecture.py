@@ -1,4 +1,4 @@
-"""The modules and parameters of a model, as transformers builds it, described from config.json alone."""
+"""The modules and parameters of a model, as transformers builds it (read from a module tree, app.calc.tree)."""
 
 from __future__ import annotations
 
@@ -6,12 +6,14 @@ import re
 from dataclasses import dataclass, field
 from functools import cached_property
 
-# What peft can wrap: nn.Linear and transformers' Conv1D get lora.Linear, nn.Embedding gets lora.Embedding.
+# What peft can wrap: nn.Linear and transformers' Conv1D get lora.Linear, nn.Embedding gets lora.Embedding,
+# nn.Conv1d/2d/3d get lora.ConvNd.
 LINEAR = "linear"
 CONV1D = "conv1d"
+CONV = "conv"
 EMBEDDING = "embedding"
 OTHER = "other"
-ADAPTABLE_KINDS = frozenset({LINEAR, CONV1D, EMBEDDING})
+ADAPTABLE_KINDS = frozenset({LINEAR, CONV1D, EMBEDDING, CONV})
 
 _LAYER_INDEX = re.compile(r"^(?P<prefix>.*?\.[^.]*)\.(?P<idx>\d+)\.(?P<rest>.+)$")
 
@@ -45,6 +47,8 @@ class Module:
     params: tuple[Param, ...] = ()
     layer: int | None = None
     template: str = ""
+    kernel: int = 1  # elements of a convolution's kernel
+    groups: int = 1  # a convolution's groups
 
     @property
     def leaf(self) -> str:
@@ -62,7 +66,7 @@ def split_layer(name: str) -> tuple[int | None, str]:
 
 @dataclass(frozen=True)
 class Architecture:
-    """A causal LM's module tree with shapes, enough to reproduce what peft wraps and counts."""
+    """A model's module tree with shapes, and what peft does to its model type: enough to reproduce its count."""
 
     model_type: str
     family: str
@@ -81,6 +85,13 @@ class Architecture:
     num_experts: int = 0
     experts_per_token: int = 0
     notes: tuple[str, ...] = field(default_factory=tuple)
+    task: str = "causal-lm"
+    classifier_head: str | None = None  # what all-linear leaves out under SEQ_CLS when there is no output layer
+    default_target_modules: tuple[str, ...] | None = None  # peft's default for this model_type
+    moe_renames: dict[str, str] = field(default_factory=dict)  # peft's transformers-5 rewrite: v4 name -> parameter
+    moe_fused: dict[str, tuple[str, ...]] = field(default_factory=dict)  # fused parameter -> the v4 names it joins
+    versions: dict[str, str] = field(default_factory=dict)  # libraries the tree was built with
+    refused_targets: dict[str, str] = field(default_factory=dict)  # leaf name -> why peft refuses to adapt it here
 
     @cached_property
     def by_name(self) -> dict[str, Module]:

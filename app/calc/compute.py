@@ -7,7 +7,7 @@ from typing import Any
 from app.calc.adapter_file import adapter_file_bytes
 from app.calc.architecture import Architecture
 from app.calc.catalogue import Catalogue, load_catalogue
-from app.calc.families import architecture_from_config
+from app.calc.tree import TreeSource, task_for
 from app.calc.lints import collect_lints
 from app.calc.memory import estimate_memory
 from app.calc.request import CalcRequest
@@ -24,26 +24,40 @@ from app.calc.result import (
     TrainingSummary,
 )
 from app.calc.trainable import Adapted, ParamCount, count_trainable
+from app.spec.errors import FieldError
 
 
-def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None) -> CalcResult:
-    """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError)."""
+def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None,
+            trees: TreeSource | None = None) -> CalcResult:
+    """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError).
+
+    Catalogue models use their shipped trees; a pasted config.json needs `trees` (app.jobs.trees.TreeService).
+    """
     if not isinstance(request, CalcRequest):
         request = CalcRequest.model_validate(request)
     catalogue = catalogue or load_catalogue()
     if request.model is not None:
         entry = catalogue.get(request.model)
-        config, info_id, name, hf_id = entry.config, entry.id, entry.name, entry.hf_id
+        info_id, name, hf_id = entry.id, entry.name, entry.hf_id
+        arch = entry.architecture_for(request.lora.task_type, trees)
     else:
         config, info_id, hf_id = request.hf_config or {}, None, None
         name = _pasted_name(config)
-    arch = architecture_from_config(config)
+        arch = architecture_of_config(config, request.lora.task_type, trees)
     count = count_trainable(request.lora, arch)
     return _result(request, arch, count, ModelInfo(
         id=info_id, name=name, hf_id=hf_id, model_type=arch.model_type, family=arch.family,
         num_layers=arch.num_layers, hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
         tie_word_embeddings=arch.tie_word_embeddings, notes=list(arch.notes),
     ))
+
+
+def architecture_of_config(config: dict[str, Any], task_type: str | None, trees: TreeSource | None) -> Architecture:
+    """A pasted config.json's architecture, from the tree source."""
+    if trees is None:
+        raise FieldError(("model_config",), "a pasted config.json needs the module-tree helper, which this process "
+                         "has not got; choose a catalogue model", "unavailable")
+    return trees.architecture(config, task_for(task_type))
 
 
 def _pasted_name(config: dict[str, Any]) -> str:

@@ -11,10 +11,13 @@ from app.calc.catalogue import Catalogue, load_catalogue
 from app.calc.compute import compute
 from app.spec.errors import FieldError, check_nesting, describe
 from app.calc.request import CalcRequest, calculator_query
+from app.calc.dialects import Translation, describe_unrecognised, recognise
 from app.calc.result import CalcResult
+from app.calc.tree import TreeSource
 from app.spec.base import field_meta
 from app.spec.errors import errors_of, field_name
 from app.spec.lora import LEGACY_KEYS, PEFT_VERSION, UNMODELLED_KEYS, LoraSpec
+from app.spec.training import CalcTrainingSpec
 
 
 class ExplainedKey(BaseModel):
@@ -22,11 +25,22 @@ class ExplainedKey(BaseModel):
 
     key: str
     value: str = Field(description="The value as JSON.")
-    status: str = Field(description="default, changed, metadata, legacy or unknown.")
+    status: str = Field(description="default, changed, metadata, legacy or unknown; translated or tool for another tool's file.")
     meaning: str
     page: str | None = Field(None, description="Slug of the encyclopedia page.")
     default: str | None = Field(None, description="peft's default, as JSON.")
     modelled: bool = Field(False, description="Whether the calculator's numbers take this key into account.")
+
+
+class Translated(BaseModel):
+    """Another tool's config, as peft's and transformers' fields, and what does not carry over."""
+
+    tool: str = Field(description="mlx-lm, Axolotl, LLaMA-Factory or torchtune.")
+    source: str = Field(description="Where the tool documents its keys.")
+    lora: dict[str, Any] = Field(description="The LoraConfig fields it amounts to.")
+    training: dict[str, Any] = Field(description="The TrainingArguments (and hardware) fields it amounts to.")
+    mapped: dict[str, str] = Field(description="The tool's key -> the field it became.")
+    notes: list[str] = Field(description="What does not carry over, or needs care, in peft.")
 
 
 class Explanation(BaseModel):
@@ -39,6 +53,7 @@ class Explanation(BaseModel):
     model_label: str | None = None
     result: CalcResult | None = Field(None, description="Exact counts, scaling and lints, when the model is known.")
     calculator_query: dict[str, str] | None = Field(None, description="Query string that opens /calculator with this adapter.")
+    translated: Translated | None = Field(None, description="Set when the file is another tool's config, translated to peft.")
 
 
 def _json(value: Any) -> str:
@@ -77,7 +92,8 @@ def lora_fields_of(adapter_config: dict[str, Any]) -> dict[str, Any]:
 
 
 def explain(
-    adapter_config: Any, model_config: dict[str, Any] | None = None, catalogue: Catalogue | None = None
+    adapter_config: Any, model_config: dict[str, Any] | None = None, catalogue: Catalogue | None = None,
+    trees: TreeSource | None = None,
 ) -> Explanation:
     """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given."""
     if not isinstance(adapter_config, dict):
@@ -93,9 +109,14 @@ def explain(
             "string_type",
         )
     catalogue = catalogue or load_catalogue()
+    translation = _recognised(adapter_config)
+    if translation is not None:
+        return _explain_translation(translation, adapter_config, model_config, catalogue, trees)
     keys = [_explain_key(key, value) for key, value in adapter_config.items()]
     problems: list[str] = []
     notes: list[str] = []
+    if "peft_type" not in adapter_config:
+        problems.append('no peft_type: PeftConfig.from_pretrained cannot load this file (peft writes "peft_type": "LORA").')
     peft_type = adapter_config.get("peft_type", "LORA")
     if peft_type != "LORA":
         problems.append(f"peft_type is {peft_type!r}: this page explains LoRA adapters (peft_type LORA).")
@@ -109,10 +130,64 @@ def explain(
     if version and version != PEFT_VERSION:
         notes.append(f"Saved by peft {version}; the meanings and defaults here are peft {PEFT_VERSION}'s.")
 
-    lora = lora_fields_of(adapter_config)
-    entry = None if model_config is not None else catalogue.find(base_model)
     explanation = Explanation(keys=keys, problems=problems, notes=notes)
-    problems, notes = explanation.problems, explanation.notes  # pydantic copied the lists
+    return _counted(explanation, lora_fields_of(adapter_config), {}, base_model, model_config, catalogue, trees)
+
+
+def _recognised(adapter_config: dict[str, Any]) -> Translation | None:
+    """Another tool's config, translated; a file that is no adapter config at all is refused naming what it is."""
+    if "peft_type" in adapter_config:
+        return None
+    translation = recognise(adapter_config)
+    if translation is not None:
+        return translation
+    what = describe_unrecognised(adapter_config)
+    if what is None and not any(key in LoraSpec.model_fields for key in adapter_config):
+        what = ("not an adapter config: none of its keys is a LoraConfig field, and it is not an mlx-lm, Axolotl, "
+                "LLaMA-Factory or torchtune LoRA config")
+    if what is not None:
+        raise FieldError(("adapter_config",), what, "not_an_adapter")
+    return None
+
+
+def _explain_translation(translation: Translation, adapter_config: dict[str, Any], model_config: dict[str, Any] | None,
+                         catalogue: Catalogue, trees: TreeSource | None) -> Explanation:
+    """Each key of the tool's file, the peft fields it amounts to, and the count when the model is known."""
+    keys = []
+    for key, value in adapter_config.items():
+        became = next((target for source, target in translation.mapped.items() if source.split(".")[0] == key), None)
+        keys.append(ExplainedKey(
+            key=key, value=_json(value), status="translated" if became else "tool",
+            meaning=f"{translation.tool}: becomes {became}." if became else f"{translation.tool}'s own setting; peft has no equivalent.",
+        ))
+    lora = dict(translation.lora)
+    if translation.last_layers is not None:
+        depth = _depth(model_config, catalogue.find(translation.base_model), trees)
+        layers = translation.layers_for(depth) if depth else None
+        if layers is not None:
+            lora["layers_to_transform"] = layers
+    explanation = Explanation(
+        keys=keys, problems=[], notes=[f"This is a {translation.tool} config, not peft's adapter_config.json; "
+                                       "below is what it amounts to in peft."],
+        translated=Translated(tool=translation.tool, source=translation.source, lora=lora, training=translation.training,
+                              mapped=translation.mapped, notes=translation.notes),
+    )
+    return _counted(explanation, lora, translation.training, translation.base_model, model_config, catalogue, trees)
+
+
+def _depth(model_config: dict[str, Any] | None, entry, trees: TreeSource | None) -> int | None:
+    if entry is not None:
+        return entry.architecture.num_layers
+    if model_config is not None and trees is not None:
+        return trees.architecture(model_config, None).num_layers
+    return None
+
+
+def _counted(explanation: Explanation, lora: dict[str, Any], training: dict[str, Any], base_model: str | None,
+             model_config: dict[str, Any] | None, catalogue: Catalogue, trees: TreeSource | None) -> Explanation:
+    """Validate the LoRA fields and compute the exact count when the base model is known."""
+    entry = None if model_config is not None else catalogue.find(base_model)
+    problems, notes = explanation.problems, explanation.notes
     if entry is not None:
         explanation.model_id, explanation.model_label = entry.id, entry.name
     elif model_config is not None:
@@ -127,12 +202,18 @@ def explain(
     except ValidationError as error:
         problems.extend(f"{field_name(item['loc'])}: {item['msg']}" for item in errors_of(error))
         return explanation
-    explanation.calculator_query = calculator_query(spec, model=entry.id if entry else None, model_config=model_config)
+    try:
+        training_spec = CalcTrainingSpec.model_validate(training)
+    except ValidationError as error:
+        problems.extend(f"{field_name(item['loc'])}: {item['msg']}" for item in errors_of(error))
+        training_spec = CalcTrainingSpec()
+    explanation.calculator_query = calculator_query(spec, training_spec if training else None,
+                                                    model=entry.id if entry else None, model_config=model_config)
     if entry is None and model_config is None:
         return explanation
     try:
-        request = CalcRequest(model=entry.id if entry else None, model_config=model_config, lora=spec)
-        explanation.result = compute(request, catalogue)
+        request = CalcRequest(model=entry.id if entry else None, model_config=model_config, lora=spec, training=training_spec)
+        explanation.result = compute(request, catalogue, trees)
     except FieldError as error:
         if model_config is not None and error.loc[:1] == ("model_config",):
             raise  # the pasted config.json is the caller's input, not a flaw of the adapter: refuse it with its field

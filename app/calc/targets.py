@@ -1,33 +1,18 @@
-"""Resolve what peft will target: default target_modules per model_type and the Mixtral rewrite for transformers 5."""
+"""Resolve what peft will target: its default target_modules per model_type and its transformers-5 MoE rewrite.
+
+Both come with the module tree (app.training.trees reads them from the installed peft), so every model type
+peft knows is covered without a table here.
+"""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from app.calc.architecture import CONV1D, LINEAR, Architecture
 from app.spec.errors import FieldError
 from app.calc.matching import is_all_linear, is_excluded, shielded_by_modules_to_save, target_matches
 from app.spec.lora import LoraSpec
-
-# peft.utils.constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING for the supported model types
-# (phi3 has no entry: peft asks for target_modules). A test holds this table to the installed peft.
-DEFAULT_TARGET_MODULES: dict[str, tuple[str, ...]] = {
-    "llama": ("q_proj", "v_proj"),
-    "mistral": ("q_proj", "v_proj"),
-    "qwen2": ("q_proj", "v_proj"),
-    "qwen3": ("q_proj", "v_proj"),
-    "gemma": ("q_proj", "v_proj"),
-    "gemma2": ("q_proj", "v_proj"),
-    "mixtral": ("q_proj", "v_proj"),
-    "gpt2": ("c_attn",),
-}
-
-# transformers 5 fused Mixtral's experts; peft maps the v4 module names onto the new parameters.
-MOE_RENAMES: dict[str, dict[str, str]] = {
-    "mixtral": {"gate": "gate.weight", "w1": "gate_up_proj", "w3": "gate_up_proj", "w2": "down_proj"},
-}
-MOE_FUSED: dict[str, dict[str, tuple[str, ...]]] = {"mixtral": {"gate_up_proj": ("w1", "w3")}}
-
 
 @dataclass
 class ResolvedTargets:
@@ -50,10 +35,10 @@ def resolve_targets(spec: LoraSpec, arch: Architecture) -> ResolvedTargets:
         rank_pattern=dict(spec.rank_pattern),
         alpha_pattern=dict(spec.alpha_pattern),
     )
-    if arch.model_type in MOE_RENAMES:
+    if arch.moe_renames and arch.moe_fused:
         _rewrite_moe_targets(spec, arch, resolved)
     if resolved.target_modules is None:
-        defaults = DEFAULT_TARGET_MODULES.get(arch.model_type)
+        defaults = arch.default_target_modules
         if defaults is not None:
             resolved.target_modules = frozenset(defaults)
             resolved.defaulted = True
@@ -61,18 +46,30 @@ def resolve_targets(spec: LoraSpec, arch: Architecture) -> ResolvedTargets:
             raise FieldError(
                 ("lora", "target_modules"),
                 f"peft has no default target_modules for model_type {arch.model_type!r}; list them "
-                "(for example qkv_proj, o_proj, gate_up_proj, down_proj) or use \"all-linear\"",
+                f"(this model has {', '.join(_linear_leaves(arch)[:8]) or 'no Linear layers'}) or use \"all-linear\"",
                 "missing",
             )
     if is_all_linear(resolved.target_modules):
-        resolved.target_modules = arch.all_linear_names
+        resolved.target_modules = all_linear_names(arch, spec.task_type)
     return resolved
+
+
+def all_linear_names(arch: Architecture, task_type: str | None) -> frozenset[str]:
+    """peft's all-linear: every Linear/Conv1D but the output layer (the classifier head under SEQ_CLS without one)."""
+    if arch.output_layer or task_type != "SEQ_CLS" or not arch.classifier_head:
+        return arch.all_linear_names
+    return arch.all_linear_names - {arch.classifier_head}
+
+
+def _linear_leaves(arch: Architecture) -> list[str]:
+    leaves = dict.fromkeys(module.leaf for module in arch.modules if module.kind in (LINEAR, CONV1D))
+    return [leaf for leaf in leaves if arch.output_layer.rpartition(".")[2] != leaf]
 
 
 def _rewrite_moe_targets(spec: LoraSpec, arch: Architecture, resolved: ResolvedTargets) -> None:
     """peft's convert_peft_config_for_transformers: v4 expert names become target_parameters."""
-    renames = MOE_RENAMES[arch.model_type]
-    fused = MOE_FUSED[arch.model_type]
+    renames = arch.moe_renames
+    fused = arch.moe_fused
     targets = resolved.target_modules
     if isinstance(targets, str):
         names = _leaf_names_of_string_target(spec, arch, targets, renames)
@@ -102,7 +99,7 @@ def _rewrite_moe_targets(spec: LoraSpec, arch: Architecture, resolved: ResolvedT
                 "fused_target",
             )
         if len(present) == len(required) > 1:
-            key = rf".*\.{new_name}"
+            key = rf".*\.{re.escape(new_name)}"
             resolved.rank_pattern[key] = spec.r * len(required)
             resolved.alpha_pattern[key] = spec.lora_alpha * len(required)
             resolved.notes.append(
@@ -111,7 +108,7 @@ def _rewrite_moe_targets(spec: LoraSpec, arch: Architecture, resolved: ResolvedT
             )
     if new_parameters != set(resolved.target_parameters):
         resolved.notes.append(
-            "peft rewrote the Mixtral expert and router names into target_parameters: "
+            f"peft rewrote the {arch.model_type} expert and router names into target_parameters: "
             + ", ".join(sorted(new_parameters))
         )
     resolved.target_parameters = frozenset(new_parameters)
@@ -123,12 +120,7 @@ def _leaf_names_of_string_target(
 ) -> set[str]:
     """A regex or "all-linear" turned into the leaf names it reaches, including the fused v4 expert names."""
     if is_all_linear(pattern):
-        names = {
-            module.leaf
-            for module in arch.modules
-            if module.kind in (LINEAR, CONV1D) and module.name != arch.output_layer
-        }
-        return names | set(renames)
+        return {name.rpartition(".")[2] for name in all_linear_names(arch, spec.task_type)} | set(renames)
 
     def hit(key: str) -> bool:
         if is_excluded(spec.exclude_modules, key) or shielded_by_modules_to_save(spec.modules_to_save, key):

@@ -5,13 +5,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-from app.calc.architecture import ADAPTABLE_KINDS, EMBEDDING, Architecture, Module, Param
+from app.calc.architecture import ADAPTABLE_KINDS, CONV, EMBEDDING, Architecture, Module, Param
 from app.calc.matching import FieldPattern, SegmentShield, compiled, is_all_linear, layer_index, pattern_key, shield, wrapped_by_modules_to_save
 from app.spec.errors import FieldError
 from app.spec.lora import LoraSpec
 from app.calc.targets import ResolvedTargets, resolve_targets
 
 PARAMETER = "parameter"
+# Heads peft's task-specific PeftModel classes add to modules_to_save. PeftModelForSequenceClassification adds them
+# before injecting LoRA (so they are shielded from targets); the token-classification and question-answering
+# classes add them afterwards (a head LoRA already wraps makes peft fail).
+SAVED_BEFORE_INJECTION = {"SEQ_CLS": ("classifier", "score")}
+SAVED_AFTER_INJECTION = {"TOKEN_CLS": ("classifier", "score"), "QUESTION_ANS": ("qa_outputs",)}
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +62,7 @@ def scaling_of(alpha: float, r: int, use_rslora: bool) -> float:
 
 def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     """Reproduce peft's matching and layer creation, and count what becomes trainable."""
+    spec = with_task_heads(spec)
     resolved = resolve_targets(spec, arch)
     targets = resolved.target_modules
     exclude = spec.exclude_modules
@@ -72,6 +78,10 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     adapted_modules: set[str] = set()
     excluded = _excluded_modules(spec, arch, exclude_set, exclude_regex, shields)
     matched = _matched_modules(spec, arch, targets) - excluded.keys()
+    for name in matched:
+        reason = arch.refused_targets.get(name.rpartition(".")[2])
+        if reason:
+            raise FieldError(("lora", "target_modules"), f"peft refuses {name} on {arch.model_type}: {reason}", "unsupported_target")
     excluded_any = bool(excluded)
     exclusion_used = any(by_exclude for by_exclude in excluded.values())
     unmatched_any = len(arch.modules) - len(excluded) - len(matched) > 0
@@ -96,7 +106,9 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     if not adapted:
         _raise_nothing_targeted(spec, resolved, excluded_any, unmatched_any)
 
-    saved = _modules_to_save(spec, arch, adapted_modules)
+    late = SAVED_AFTER_INJECTION.get(spec.task_type or "", ())
+    saved = _modules_to_save(spec.model_copy(update={"modules_to_save": [*(spec.modules_to_save or ()), *late]})
+                             if late else spec, arch, adapted_modules)
     lora_total = sum(item.trainable for item in adapted)
     lora_all = sum(item.lora_params + item.extra_params for item in adapted)
     copies = sum(size for _, size in saved)
@@ -115,6 +127,14 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
         unused_alpha_patterns=[key for key in spec.alpha_pattern if key not in used_alpha],
         excluded_nothing=bool(exclude) and not exclusion_used,
     )
+
+
+def with_task_heads(spec: LoraSpec) -> LoraSpec:
+    """The spec with the heads its task_type's PeftModel class adds to modules_to_save before injecting LoRA."""
+    heads = SAVED_BEFORE_INJECTION.get(spec.task_type or "")
+    if not heads:
+        return spec
+    return spec.model_copy(update={"modules_to_save": [*(spec.modules_to_save or ()), *heads]})
 
 
 def _excluded_modules(
@@ -198,7 +218,14 @@ def _adapt_module(spec: LoraSpec, module: Module, r: int, alpha: float) -> Adapt
             ("lora", "lora_bias"), f"lora_bias=True is not supported on Embedding layers ({module.name})", "conflict"
         )
     n_in, n_out = module.in_features, module.out_features
-    lora = r * (n_in + n_out)
+    if module.kind == CONV:
+        if r % module.groups:
+            raise FieldError(("lora", "r"), f"{module.name} is a {module.cls} with groups={module.groups}; peft needs "
+                             f"a rank divisible by it, got {r}", "conflict")
+        # lora_A is a conv with the base kernel (in -> r), lora_B a 1x1 grouped conv (r -> out)
+        lora = r * n_in * module.kernel + n_out * (r // module.groups)
+    else:
+        lora = r * (n_in + n_out)
     extra = (n_out if spec.use_dora else 0) + (n_out if spec.lora_bias else 0)
     # MiCA freezes B right after it is built: only A (r x in) trains
     trainable = r * n_in + extra if spec.init_lora_weights == "mica" else lora + extra

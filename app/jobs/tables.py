@@ -164,3 +164,16 @@ class AdapterArchive(SQLModel, table=True):
     size_bytes: int = Field(sa_type=BigInteger)
     content: bytes = Field(sa_type=LargeBinary)
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class ModuleTree(SQLModel, table=True):
+    """A model's module tree built by the tree helper, or the reason it could not be built; shared by web hosts."""
+
+    __tablename__ = "module_tree"
+
+    key: str = Field(primary_key=True, description="sha256 of the normalised config.json, the task and library versions.")
+    model_type: str = Field(description="config.json's model_type.")
+    task: str | None = Field(default=None, description="The task asked for; None: inferred from the config.")
+    tree: dict[str, Any] | None = Field(default=None, sa_type=JSON, description="app.calc.tree's data, when built.")
+    error: dict[str, Any] | None = Field(default=None, sa_type=JSON, description="loc, message and type, when not.")
+    created_at: datetime = Field(default_factory=utcnow)

@@ -10,6 +10,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.calc.catalogue import Catalogue
+from app.calc.tree import TreeSource
 from app.content.library import Library
 from app.settings import Settings
 
@@ -29,6 +30,11 @@ def get_catalogue(request: Request) -> Catalogue:
     return request.app.state.catalogue
 
 
+def get_trees(request: Request) -> TreeSource:
+    """Module trees of pasted configs (memory, database, then the warm tree helper process)."""
+    return request.app.state.trees
+
+
 def get_engine(request: Request) -> Engine:
     """The database engine."""
     return request.app.state.engine
@@ -43,5 +49,6 @@ def get_session(request: Request) -> Iterator[Session]:
 SettingsDep = Annotated[Settings, Depends(get_settings_dep)]
 LibraryDep = Annotated[Library, Depends(get_library)]
 CatalogueDep = Annotated[Catalogue, Depends(get_catalogue)]
+TreesDep = Annotated[TreeSource, Depends(get_trees)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
 SessionDep = Annotated[Session, Depends(get_session)]

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ValidationError
 
 from app.calc import Catalogue, CalcRequest, CalcResult, compute
 from app.calc.request import CUSTOM_MODEL, DEFAULT_MODEL
+from app.calc.tree import TreeSource
 from app.spec import FROM_TEXT, CalcTrainingSpec, FieldError, FieldMeta, JobCreate, JobLoraSpec, JobTrainingSpec, LoraSpec, fields_of
 from app.spec.errors import by_field, check_nesting, errors_of
 from app.spec.text import format_value, parse_json
@@ -55,7 +56,7 @@ def validate(model: type[BaseModel], payload: dict[str, Any]) -> tuple[Any, dict
         return None, by_field(errors_of(error))
 
 
-def calculator_form(params: Mapping[str, str], catalogue: Catalogue) -> FormOutcome:
+def calculator_form(params: Mapping[str, str], catalogue: Catalogue, trees: TreeSource | None = None) -> FormOutcome:
     """Read, validate and compute the calculator's query string; every problem lands on an input."""
     names = ("model", "model_config", *(meta.name for meta in CALCULATOR_FIELDS))
     outcome = FormOutcome(values={key: str(params[key]) for key in names if key in params})
@@ -78,7 +79,7 @@ def calculator_form(params: Mapping[str, str], catalogue: Catalogue) -> FormOutc
         return outcome
     outcome.request = request
     try:
-        outcome.result = compute(request, catalogue)
+        outcome.result = compute(request, catalogue, trees)
     except FieldError as error:
         outcome.errors = by_field([error.as_error()])
     return outcome

@@ -10,10 +10,9 @@ import pytest
 import torch
 
 from app.calc.adapter_file import adapter_file_bytes
-from app.calc.families import architecture_from_config
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
-from tests.calc.peft_oracle import catalogue_config
+from tests.calc.peft_oracle import architecture_of, catalogue_config
 
 TINY = catalogue_config("tiny-llama")
 # tiny-llama has no biases; this variant has one on every attention and MLP projection, so bias= has work to do
@@ -63,7 +62,7 @@ def real_save(tmp_path, config: dict, lora: dict, dtype: torch.dtype):
 def test_size_is_exactly_a_real_saves(tmp_path, case):
     config, lora = CASES[case]
     spec = LoraSpec(**lora)
-    arch = architecture_from_config(config)
+    arch = architecture_of(config)
     fp32, bf16, tensors = adapter_file_bytes(spec, arch, count_trainable(spec, arch))
     fp32_size, header = real_save(tmp_path / "fp32", config, lora, torch.float32)
     assert tensors == len(header) - 1  # every key but __metadata__

@@ -76,6 +76,10 @@ def _unsupported_config(directory):
     (directory / "gpt2.json").write_text('{"model_type": "bert", "hidden_size": 768}')
 
 
+def _missing_tree(directory):
+    (directory / "trees" / "gpt2.json").unlink()
+
+
 def _extra_config(directory):
     (directory / "orphan.json").write_text("{}")
 
@@ -95,7 +99,8 @@ def _not_a_list(directory):
         (_drop_licence, "catalogue.yaml", "needs licence"),
         (_not_a_list, "catalogue.yaml", "YAML list of models"),
         (_bad_json, "gpt2.json", "is not valid JSON"),
-        (_unsupported_config, "gpt2.json", "model_type 'bert' is not supported"),
+        (_unsupported_config, "gpt2.json", "model_type 'bert' differs from its tree's 'gpt2'"),
+        (_missing_tree, "trees/gpt2.json", "run `lorapedia trees`"),
         (_extra_config, "catalogue.yaml", "not listed: ['orphan']"),
         (_missing_config, "gpt2.json", "cannot be read"),
     ],

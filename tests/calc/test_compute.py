@@ -9,7 +9,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.calc import FieldError, CalcRequest, compute
-from tests.calc.peft_oracle import catalogue_config
+from tests.calc.peft_oracle import TREES, catalogue_config
 
 REQUEST = {
     "model": "smollm2-135m-instruct",
@@ -36,7 +36,13 @@ def test_result_fields():
 
 def test_pasted_config_equals_catalogue_entry():
     pasted = {**REQUEST, "model": None, "model_config": catalogue_config("smollm2-135m-instruct")}
-    assert compute(pasted).trainable_params == compute(REQUEST).trainable_params
+    assert compute(pasted, trees=TREES).trainable_params == compute(REQUEST).trainable_params
+
+
+def test_pasted_config_without_a_tree_source_is_refused():
+    with pytest.raises(FieldError) as caught:
+        compute({**REQUEST, "model": None, "model_config": catalogue_config("tiny-llama")})
+    assert caught.value.loc == ("model_config",)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +73,7 @@ def test_errors_are_value_errors(change, error):
 )
 def test_pasted_config_name_uses_only_strings(fields, name):
     pasted = {**REQUEST, "model": None, "model_config": {**catalogue_config("tiny-llama"), **fields}}
-    assert compute(pasted).model.name == name
+    assert compute(pasted, trees=TREES).model.name == name
 
 
 def test_calc_imports_nothing_heavy():

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from app.calc.families import architecture_from_config
 from app.calc.lints import collect_lints
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
 from app.spec.training import CalcTrainingSpec
-from tests.calc.peft_oracle import catalogue_config
+from tests.calc.peft_oracle import architecture_of, catalogue_config
 
 
 def codes(model_id: str = "smollm2-135m-instruct", training: dict | None = None, **lora) -> set[str]:
-    arch = architecture_from_config(catalogue_config(model_id))
+    arch = architecture_of(catalogue_config(model_id))
     spec = LoraSpec(**lora)
     lints = collect_lints(spec, CalcTrainingSpec(**(training or {})), arch, count_trainable(spec, arch))
     assert all(lint.page and lint.message.endswith((".", ")")) for lint in lints)
@@ -65,7 +64,7 @@ def test_gpt2_conv1d_note_and_mixtral_rewrite_note():
 
 
 def test_warnings_come_first():
-    arch = architecture_from_config(catalogue_config("smollm2-135m-instruct"))
+    arch = architecture_of(catalogue_config("smollm2-135m-instruct"))
     spec = LoraSpec(r=16, lora_alpha=8, bias="all", target_modules=["q_proj"])
     severities = [lint.severity for lint in collect_lints(spec, CalcTrainingSpec(), arch, count_trainable(spec, arch))]
     assert severities == sorted(severities, key=lambda severity: severity != "warning")

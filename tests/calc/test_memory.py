@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import pytest
 
-from app.calc.families import architecture_from_config
 from app.calc.memory import estimate_activations, estimate_memory
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
 from app.spec.training import CalcTrainingSpec
-from tests.calc.peft_oracle import catalogue_config
+from tests.calc.peft_oracle import architecture_of, catalogue_config
 
-ARCH = architecture_from_config(catalogue_config("llama-3.1-8b"))
+ARCH = architecture_of(catalogue_config("llama-3.1-8b"))
 SPEC = LoraSpec(r=16, target_modules="all-linear")
 COUNT = count_trainable(SPEC, ARCH)
 
@@ -91,7 +90,7 @@ def test_effective_batch_and_tokens():
     assert (spec.effective_batch_size, spec.tokens_per_step) == (64, 64 * 512)
 
 
-SMOL = architecture_from_config(catalogue_config("smollm2-135m-instruct"))
+SMOL = architecture_of(catalogue_config("smollm2-135m-instruct"))
 H, I, Q, KV, HEADS = 576, 1536, 9 * 64, 3 * 64, 9  # SmolLM2-135M: GQA with 3 key/value heads
 
 
@@ -162,14 +161,14 @@ def test_logits_term(batch, seq, dtype):
     [("gemma-2-2b", True), ("llama-3.2-1b", False), ("qwen2.5-0.5b", False), ("phi-3-mini", False), ("gpt2", False)],
 )
 def test_only_eager_attention_keeps_scores(model, grows_quadratically):
-    arch = architecture_from_config(catalogue_config(model))
+    arch = architecture_of(catalogue_config(model))
     short, long = saved(arch, max_seq_length=512).layer_per_token, saved(arch, max_seq_length=1024).layer_per_token
     assert (long > short) == grows_quadratically
 
 
 def test_grouped_query_attention_keeps_smaller_k_and_v():
     config = catalogue_config("smollm2-135m-instruct")
-    mha = architecture_from_config({**config, "num_key_value_heads": 9})
+    mha = architecture_of({**config, "num_key_value_heads": 9})
     fp32 = saved(mha, base_dtype="fp32").per_token["attention"] - saved(base_dtype="fp32").per_token["attention"]
     bf16 = saved(mha, base_dtype="bf16").per_token["attention"] - saved(base_dtype="bf16").per_token["attention"]
     assert (fp32, bf16) == (4 * 2 * (Q - KV), 2 * 2 * (Q - KV))  # k and v at the key/value heads' width

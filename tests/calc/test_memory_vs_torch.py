@@ -17,7 +17,7 @@ import pytest
 import torch
 import transformers
 
-from app.calc.families import architecture_from_config
+from tests.calc.peft_oracle import architecture_of
 from app.calc.memory import estimate_activations
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
@@ -73,7 +73,7 @@ def test_activation_term_matches_saved_tensors(dtype, targets, dropout):
     model.train()
     measured, log_probs = saved_bytes(model, torch.randint(0, CONFIG["vocab_size"], (BATCH, SEQ)))
 
-    arch = architecture_from_config(CONFIG)
+    arch = architecture_of(CONFIG)
     training = CalcTrainingSpec(per_device_train_batch_size=BATCH, max_seq_length=SEQ, base_dtype=dtype)
     estimate = estimate_activations(arch, count_trainable(LoraSpec(**lora), arch), training, dropout)
     assert estimate.activations == pytest.approx(measured, rel=TOLERANCE)

@@ -1,26 +1,17 @@
-"""Target resolution: peft's per-model defaults, all-linear, and the Mixtral rewrite of transformers 5."""
+"""Target resolution: peft's per-model defaults (from the tree), all-linear, and the MoE rewrite of transformers 5."""
 
 from __future__ import annotations
 
 import pytest
-from peft.utils import constants
 
 from app.spec.errors import FieldError
-from app.calc.families import SUPPORTED_MODEL_TYPES, architecture_from_config
 from app.spec.lora import LoraSpec
-from app.calc.targets import DEFAULT_TARGET_MODULES, resolve_targets
-from tests.calc.peft_oracle import catalogue_config, shallow
-
-
-@pytest.mark.parametrize("model_type", SUPPORTED_MODEL_TYPES)
-def test_defaults_equal_peft_mapping(model_type):
-    expected = constants.TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type)
-    ours = DEFAULT_TARGET_MODULES.get(model_type)
-    assert (tuple(expected) if expected else None) == ours
+from app.calc.targets import resolve_targets
+from tests.calc.peft_oracle import architecture_of, catalogue_config, shallow
 
 
 def test_phi3_without_targets_names_the_field():
-    arch = architecture_from_config(catalogue_config("phi-3-mini"))
+    arch = architecture_of(catalogue_config("phi-3-mini"))
     with pytest.raises(FieldError) as caught:
         resolve_targets(LoraSpec(), arch)
     assert caught.value.loc == ("lora", "target_modules")
@@ -36,7 +27,7 @@ def test_phi3_without_targets_names_the_field():
     ],
 )
 def test_mixtral_v4_names_become_parameters(lora, modules, parameters, rank_pattern):
-    arch = architecture_from_config(shallow(catalogue_config("mixtral-8x7b")))
+    arch = architecture_of(shallow(catalogue_config("mixtral-8x7b")))
     resolved = resolve_targets(LoraSpec(r=8, **lora), arch)
     assert set(resolved.target_modules) == modules
     assert set(resolved.target_parameters) == parameters
@@ -44,7 +35,7 @@ def test_mixtral_v4_names_become_parameters(lora, modules, parameters, rank_patt
 
 
 def test_all_linear_skips_the_output_layer():
-    arch = architecture_from_config(catalogue_config("gpt2"))
+    arch = architecture_of(catalogue_config("gpt2"))
     resolved = resolve_targets(LoraSpec(target_modules="ALL-LINEAR"), arch)
     assert "lm_head" not in resolved.target_modules
     assert len(resolved.target_modules) == 4 * 12

@@ -11,10 +11,9 @@ from pydantic import ValidationError
 
 from app.calc.catalogue import load_catalogue
 from app.spec.errors import FieldError
-from app.calc.families import architecture_from_config
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
-from tests.calc.peft_oracle import catalogue_config, peft_counts, shallow
+from tests.calc.peft_oracle import architecture_of, catalogue_config, peft_counts, shallow
 
 HEAVY = {"llama-3.1-70b", "mixtral-8x7b"}
 
@@ -68,7 +67,7 @@ MOE_CASES: dict[str, dict[str, Any]] = {
 
 def calc_counts(config: dict[str, Any], lora: dict[str, Any]) -> tuple[int, int]:
     """(trainable, all) from app.calc."""
-    result = count_trainable(LoraSpec(**lora), architecture_from_config(config))
+    result = count_trainable(LoraSpec(**lora), architecture_of(config))
     return result.trainable, result.total
 
 
@@ -128,7 +127,7 @@ def test_mixtral_expert_targets(case):
     ],
 )
 def test_published_counts(model_id, r, expected):
-    arch = architecture_from_config(catalogue_config(model_id))
+    arch = architecture_of(catalogue_config(model_id))
     assert count_trainable(LoraSpec(r=r, target_modules="all-linear"), arch).trainable == expected
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from app.spec.errors import FieldError
-from app.calc.families import architecture_from_config
+from tests.calc.peft_oracle import architecture_of
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
 from tests.calc.peft_oracle import catalogue_config, peft_counts
@@ -41,12 +41,12 @@ def test_a_modules_to_save_entry_that_is_also_a_target_is_refused_as_peft_refuse
 )
 def test_a_configuration_that_adapts_nothing_says_why(lora, loc, message):
     with pytest.raises(FieldError) as error:
-        count_trainable(LoraSpec(**lora), architecture_from_config(TINY))
+        count_trainable(LoraSpec(**lora), architecture_of(TINY))
     assert error.value.loc == ("lora", loc) and error.value.message.startswith(message)
 
 
 def test_wrapped_expert_parameters_are_grouped_by_their_name_within_the_layer():
     lora = dict(r=4, target_modules=["q_proj"], target_parameters=["experts.gate_up_proj", "experts.down_proj"])
-    count = count_trainable(LoraSpec(**lora), architecture_from_config(TINY_MIXTRAL))
+    count = count_trainable(LoraSpec(**lora), architecture_of(TINY_MIXTRAL))
     assert {item.template for item in count.adapted} == {"self_attn.q_proj", "mlp.experts.gate_up_proj", "mlp.experts.down_proj"}
 

@@ -25,7 +25,7 @@ def test_concurrent_init_db_creates_every_table_once(tmp_path):
     for process in processes:
         process.join(60)
     assert [process.exitcode for process in processes] == [0, 0, 0, 0]
-    assert {"job", "metric_point", "adapter_archive", "experiment"} == set(inspect(make_engine(Settings(var_dir=tmp_path))).get_table_names())
+    assert {"job", "metric_point", "adapter_archive", "experiment", "module_tree"} == set(inspect(make_engine(Settings(var_dir=tmp_path))).get_table_names())
 
 
 def test_a_database_from_before_a_new_column_gains_it_and_keeps_its_rows(tmp_path):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from pathlib import Path
 
 import pytest
 
@@ -39,7 +40,7 @@ def test_uploaded_file_is_explained(client):
         ({"adapter_config": json.dumps({**ADAPTER, "base_model_name_or_path": ["gpt2"]})}, "adapter_config", "must be a string"),
         ({"adapter_config": json.dumps(ADAPTER), "model_config": "[" * 5000}, "model_config", "nested too deeply"),
         ({"adapter_config": json.dumps(ADAPTER), "model_config": '{"model_type": ["llama"]}'}, "model_config", "model_type must be a string"),
-        ({"adapter_config": json.dumps(ADAPTER), "model_config": '{"model_type": "bogus"}'}, "model_config", "supported: gemma"),
+        ({"adapter_config": json.dumps(ADAPTER), "model_config": '{"model_type": "bogus"}'}, "model_config", "not known to transformers"),
     ],
 )
 def test_invalid_input_is_a_422_inline(client, data, field, words):
@@ -75,3 +76,19 @@ def test_display_helpers_are_jinja_filters(client):
 def test_htmx_gets_the_explanation_block(client):
     response = client.post("/explain", data={"adapter_config": json.dumps(ADAPTER)}, headers={"HX-Request": "true"})
     assert response.text.lstrip().startswith('<section id="explanation"')
+
+
+def test_another_tools_yaml_is_translated_not_fine(client):
+    text = (Path(__file__).parents[1] / "calc" / "dialect_examples" / "axolotl_llama3_lora_1b.yml").read_text()
+    page = client.post("/explain", data={"adapter_config": text, "model_config": ""})
+    assert page.status_code == 200
+    assert "This Axolotl config, in peft" in page.text
+    api = client.post("/api/explain", json={"adapter_config": text}).json()
+    assert api["translated"]["lora"]["r"] == 16
+    assert api["translated"]["training"]["optim"] == "adamw_8bit"
+
+
+def test_a_non_adapter_file_is_refused_with_what_it_is(client):
+    response = client.post("/api/explain", json={"model_type": "llama", "hidden_size": 64, "architectures": ["LlamaForCausalLM"]})
+    assert response.status_code == 422
+    assert "model's config.json" in response.json()["detail"][0]["msg"]

@@ -9,6 +9,7 @@ from app.calc.request import calculator_query
 from app.spec import LoraSpec
 from app.spec.base import as_text
 from app.web.forms import CALCULATOR_FIELDS, JOB_FIELDS, calculator_form, job_form, prefill
+from tests.calc.peft_oracle import TREES
 
 CATALOGUE = load_catalogue()
 
@@ -31,7 +32,7 @@ CATALOGUE = load_catalogue()
     ],
 )
 def test_parse(params, lora):
-    outcome = calculator_form(params, CATALOGUE)
+    outcome = calculator_form(params, CATALOGUE, TREES)
     assert outcome.errors == {}
     assert outcome.request.lora.model_dump(exclude_defaults=True) == lora
 
@@ -47,7 +48,7 @@ def test_parse(params, lora):
         ({"target_modules": "nothing_here"}, "target_modules", "match no module"),
         ({"rank_pattern": "q_proj:4"}, "rank_pattern", "key=value"),
         ({"model": "custom", "model_config": "{"}, "model_config", "not valid JSON"),
-        ({"model": "custom", "model_config": '{"model_type": "t5"}'}, "model_config", "not supported"),
+        ({"model": "custom", "model_config": '{"model_type": "t5x"}'}, "model_config", "not known to transformers"),
         ({"model": "nope"}, "model", "no catalogue model"),
         ({"per_device_train_batch_size": "0"}, "per_device_train_batch_size", "at least 1"),
         ({"base_dtype": "int4"}, "base_dtype", "must be one of"),
@@ -62,22 +63,22 @@ def test_parse(params, lora):
     ],
 )
 def test_errors_land_on_the_field(params, field, words):
-    outcome = calculator_form(params, CATALOGUE)
+    outcome = calculator_form(params, CATALOGUE, TREES)
     assert outcome.result is None
     assert words in outcome.errors[field]
 
 
 def test_several_errors_at_once():
-    outcome = calculator_form({"r": "x", "lora_alpha": "-2"}, CATALOGUE)
+    outcome = calculator_form({"r": "x", "lora_alpha": "-2"}, CATALOGUE, TREES)
     assert set(outcome.errors) == {"r", "lora_alpha"}
 
 
 def test_round_trip_through_the_query_string():
     params = {"model": "gpt2", "r": "32", "lora_alpha": "64", "target_modules": "c_attn, c_fc", "use_dora": "true",
               "rank_pattern": "c_fc=8", "gradient_checkpointing": "true", "devices": "4"}
-    first = calculator_form(params, CATALOGUE)
+    first = calculator_form(params, CATALOGUE, TREES)
     query = calculator_query(first.request.lora, first.request.training, model="gpt2")
-    second = calculator_form(query, CATALOGUE)
+    second = calculator_form(query, CATALOGUE, TREES)
     assert second.result == first.result
 
 

@@ -9,8 +9,9 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from app.calc import FieldError, CalcRequest, CalcResult, compute
+from app.calc.dialects import parse_config_text
 from app.calc.explain import Explanation, explain
-from app.web.deps import CatalogueDep
+from app.web.deps import CatalogueDep, TreesDep
 from app.web.errors import validation_detail
 
 router = APIRouter(prefix="/api", tags=["calculator"])
@@ -57,6 +58,7 @@ def _summary(model) -> dict[str, Any]:
 def calculate(
     request: Annotated[CalcRequest, Body(openapi_examples={"qlora-llama": {"summary": "QLoRA on Llama-3.1-8B", "value": CALC_EXAMPLE}})],
     catalogue: CatalogueDep,
+    trees: TreesDep,
 ):
     """Exact trainable parameters (equal to peft's), scaling per module, a memory estimate and lints.
 
@@ -64,7 +66,7 @@ def calculate(
     LoraConfig fields as peft spells them, and optionally `training`.
     """
     try:
-        return compute(request, catalogue)
+        return compute(request, catalogue, trees)
     except FieldError as error:
         return unprocessable([error.as_error(("body",))])
 
@@ -87,17 +89,25 @@ def get_model(model_id: str, catalogue: CatalogueDep):
 
 @router.post("/explain", response_model=Explanation, responses=ERROR_RESPONSES)
 def explain_adapter(
-    body: Annotated[dict[str, Any], Body(description='An adapter_config.json, or {"adapter_config": {...}, "model_config": {...}}.')],
+    body: Annotated[dict[str, Any], Body(description='An adapter_config.json, or {"adapter_config": {...} or "<YAML text>", '
+                                          '"model_config": {...}}; mlx-lm, Axolotl, LLaMA-Factory and torchtune configs are '
+                                          'recognised and translated.')],
     catalogue: CatalogueDep,
+    trees: TreesDep,
 ):
     """Every key of an adapter_config.json explained; exact counts when the base model is known."""
-    wrapped = "adapter_config" in body and isinstance(body["adapter_config"], dict) and "peft_type" not in body
+    wrapped = "adapter_config" in body and isinstance(body["adapter_config"], (dict, str)) and "peft_type" not in body
     adapter_config = body["adapter_config"] if wrapped else body
+    if isinstance(adapter_config, str):  # another tool's YAML (or JSON) file, as text
+        try:
+            adapter_config = parse_config_text(adapter_config, ("body", "adapter_config"))
+        except FieldError as error:
+            return unprocessable([error.as_error()])
     model_config = body.get("model_config") if wrapped else None
     if model_config is not None and not isinstance(model_config, dict):
         return unprocessable([{"loc": ["body", "model_config"], "msg": "model_config must be a JSON object", "type": "dict_type"}])
     try:
-        return explain(adapter_config, model_config, catalogue)
+        return explain(adapter_config, model_config, catalogue, trees)
     except FieldError as error:
         return unprocessable([error.as_error(("body",))])
     except ValidationError as error:

@@ -82,7 +82,7 @@ def _sweep_link(outcome: FormOutcome, trainable: set[str], focus: str | None) ->
 def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple[dict[str, Any], FormOutcome]:
     """Everything the calculator template shows for this query string."""
     params = {key: value for key, value in request.query_params.items()}
-    outcome = calculator_form(params, catalogue)
+    outcome = calculator_form(params, catalogue, request.app.state.trees)
     result = outcome.result
     model_id = outcome.values.get("model", DEFAULT_MODEL) or DEFAULT_MODEL
     model_name = "your-org/your-model"

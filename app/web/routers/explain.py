@@ -11,9 +11,10 @@ from pydantic import ValidationError
 from starlette.datastructures import UploadFile
 
 from app.spec.errors import FieldError
+from app.calc.dialects import parse_config_text
 from app.calc.explain import Explanation, explain
 from app.spec.text import parse_json
-from app.web.deps import CatalogueDep, LibraryDep, SettingsDep
+from app.web.deps import CatalogueDep, LibraryDep, SettingsDep, TreesDep
 from app.web.guard import off_loop
 from app.web.templating import render
 
@@ -22,8 +23,8 @@ router = APIRouter(include_in_schema=False)
 TEMPLATE = "explain/explain.html"
 
 
-def _parse_json(text: str, field: str, errors: dict[str, str], required: bool) -> Any:
-    """JSON from a form field; a problem is recorded on the field."""
+def _parse_json(text: str, field: str, errors: dict[str, str], required: bool, yaml_too: bool = False) -> Any:
+    """JSON (or YAML, for another tool's config) from a form field; a problem is recorded on the field."""
     if not text.strip():
         if required:
             errors[field] = "paste an adapter_config.json or choose the file"
@@ -31,8 +32,14 @@ def _parse_json(text: str, field: str, errors: dict[str, str], required: bool) -
     try:
         value = parse_json(text)
     except ValueError as error:
-        errors[field] = str(error)
-        return None
+        if not yaml_too or text.lstrip()[:1] in ("{", "["):
+            errors[field] = str(error)
+            return None
+        try:
+            value = parse_config_text(text, (field,))
+        except FieldError as yaml_error:
+            errors[field] = f"{error}; {yaml_error.message}"
+            return None
     if not isinstance(value, dict):
         errors[field] = "expected a JSON object ({ ... })"
         return None
@@ -58,7 +65,8 @@ def explain_form(request: Request, library: LibraryDep):
 
 
 @router.post("/explain", response_class=HTMLResponse)
-async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep, settings: SettingsDep):
+async def explain_submit(request: Request, catalogue: CatalogueDep, library: LibraryDep, settings: SettingsDep,
+                         trees: TreesDep):
     """Explain the posted adapter_config.json (pasted, or uploaded as a file)."""
     form = await request.form(max_part_size=settings.max_body_bytes)  # Starlette's default stops at 1 MB
     values = {key: value for key, value in form.items() if isinstance(value, str)}
@@ -66,12 +74,13 @@ async def explain_submit(request: Request, catalogue: CatalogueDep, library: Lib
     if isinstance(upload, UploadFile) and upload.filename:
         values["adapter_config"] = (await upload.read()).decode("utf-8", errors="replace")
     errors: dict[str, str] = {}
-    adapter_config = _parse_json(values.get("adapter_config", ""), "adapter_config", errors, required=True)
+    adapter_config = _parse_json(values.get("adapter_config", ""), "adapter_config", errors, required=True, yaml_too=True)
     model_config = _parse_json(values.get("model_config", ""), "model_config", errors, required=False)
     explanation = None
     if not errors:
         try:
-            explanation = await off_loop(explain, adapter_config, model_config, catalogue)
+            # off the event loop, under the request's budget: a pasted config may wait for the tree helper
+            explanation = await off_loop(explain, adapter_config, model_config, catalogue, trees)
         except (FieldError, ValidationError) as error:
             field = error.loc[0] if isinstance(error, FieldError) else "adapter_config"
             errors[str(field)] = error.message if isinstance(error, FieldError) else str(error)
