@@ -9,7 +9,7 @@ import torch
 
 from app.settings import Settings
 from app.training.byte_tokenizer import build_byte_tokenizer
-from app.training.loading import load_model
+from app.training.loading import load_model, pick_precision
 from app.calc import load_catalogue
 from app.spec import FieldError
 
@@ -29,7 +29,7 @@ def test_tiny_llama_is_built_from_the_content_config_with_seeded_random_weights(
     assert first.model.config.hidden_size == config["hidden_size"] == 64
     assert first.model.config.vocab_size == config["vocab_size"] == 512
     assert first.model.config.num_hidden_layers == 2
-    assert first.dtype == (torch.float32 if first.device.type == "cpu" else first.model.dtype)
+    assert first.dtype == pick_precision(settings)[1] == first.model.dtype  # the weights are stored as the precision says
     weights = [model.model.model.embed_tokens.weight for model in (first, second, other)]
     assert torch.equal(weights[0], weights[1]) and not torch.equal(weights[0], weights[2])
 
