@@ -77,6 +77,9 @@ class Job(JobBase, JobFigures, table=True):
     adapter_path: str | None = Field(default=None, description="Where the worker saved the adapter, on its own host.")
     dataset_rows: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, description="Pasted rows, validated.")
     config: dict[str, Any] = Field(sa_type=JSON, description="The JobSpec as JSON, less pasted rows.")
+    owner_id: int | None = Field(default=None, index=True, description="The account that created the job; none when accounts are off.")
+    shared: bool = Field(default=False, description="The owner lets everyone see the job's page and results.")
+    retry_of: int | None = Field(default=None, description="The job this one retries with the same spec.")
 
     def spec(self, with_rows: bool = False) -> JobSpec:
         """The stored JobSpec (keys of older versions read past); pasted rows included when asked."""
@@ -105,6 +108,9 @@ class JobPublic(JobBase, JobFigures):
     cancel_requested: bool
     error: str | None
     config: JobSpec = Field(description="What the job trains: model, dataset, LoRA and training fields.")
+    owner_id: int | None = Field(default=None, description="The account that created the job; none when accounts are off.")
+    shared: bool = Field(default=False, description="Everyone may see the job (the owner chose to share it).")
+    retry_of: int | None = Field(default=None, description="The job this one retries with the same spec.")
     last_step: int | None = Field(default=None, description="The latest optimizer step with a metric row.")
     has_adapter: bool = Field(default=False, description="GET /api/jobs/{id}/adapter serves a zip.")
 
