@@ -12,8 +12,8 @@ from app.calc.catalogue import load_catalogue
 from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
-from app.web import errors
-from app.web.routers import api_calc, api_jobs, api_params, calculator, explain, jobs, pages, params, search
+from app.web import auth, errors
+from app.web.routers import account, api_calc, api_jobs, api_params, calculator, explain, job_ownership, jobs, pages, params, search
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +47,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)
+    auth.install(app)
     for module in (pages, params, search, api_params, calculator, explain, api_calc, jobs, api_jobs):
         app.include_router(module.router)
+    for router in (job_ownership.api, job_ownership.pages, account.router, account.api):
+        app.include_router(router)
     return app

@@ -54,6 +54,7 @@ class JobFigures(SQLModel):
     peak_memory_bytes: int | None = Field(default=None, sa_type=BigInteger, description="RSS on CPU, max allocated on CUDA.")
     predicted_trainable_params: int | None = Field(default=None, sa_type=BigInteger, description="app.calc's closed form.")
     predicted_memory_bytes: int | None = Field(default=None, sa_type=BigInteger, description="app.calc's estimate.")
+    predicted_seconds: float | None = Field(default=None, description="Estimated training time: FLOPs per token over the configured throughput.")
     final_train_loss: float | None = None
     final_eval_loss: float | None = None
     final_exact_match: float | None = Field(default=None, description="Held-out exact match (0-1) after the last step; synthetic task only.")

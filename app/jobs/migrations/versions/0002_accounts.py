@@ -1,4 +1,4 @@
-"""Accounts: account, api_token and browser_session tables; a job's owner, share flag and the job it retries.
+"""Accounts: account, api_token and browser_session tables; a job's owner, share flag, the job it retries, its predicted time.
 
 Revision ID: 0002
 Revises: 0001
@@ -44,4 +44,5 @@ def upgrade() -> None:
         batch.add_column(sa.Column("owner_id", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("shared", sa.Boolean(), nullable=False, server_default=sa.false()))
         batch.add_column(sa.Column("retry_of", sa.Integer(), nullable=True))
+        batch.add_column(sa.Column("predicted_seconds", sa.Float(), nullable=True))
     op.create_index("ix_job_owner_id", "job", ["owner_id"])
