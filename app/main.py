@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
@@ -13,6 +14,7 @@ from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from app.web import auth, errors
+from app.web.sse import close_streams, open_streams
 from app.web.routers import account, api_calc, api_jobs, api_params, calculator, explain, job_ownership, jobs, pages, params, search
 
 logger = logging.getLogger(__name__)
@@ -29,7 +31,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         init_db(engine)
         logger.info("Lorapedia ready: %d parameter pages, %d guides", len(library.params), len(library.guides))
+        # blocking work runs on as many threads as the database pool has connections for (web_threads)
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.web_threads
+        open_streams(app)
         yield
+        close_streams(app)
         engine.dispose()
 
     app = FastAPI(
