@@ -14,6 +14,7 @@ from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from app.web import auth, errors
+from app.web.concurrency import RequestSlots
 from app.web.sse import close_streams, open_streams
 from app.web.routers import account, api_calc, api_jobs, api_params, calculator, explain, job_ownership, jobs, pages, params, search
 
@@ -54,6 +55,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)
     auth.install(app)
+    app.add_middleware(RequestSlots, limit=settings.web_threads)  # outermost: a waiting request holds nothing yet
     for module in (pages, params, search, api_params, calculator, explain, api_calc, jobs, api_jobs):
         app.include_router(module.router)
     for router in (job_ownership.api, job_ownership.pages, account.router, account.api):
