@@ -1,5 +1,6 @@
 # Lorapedia: the same install path as the Makefile. Not built in this project's CI (no Docker engine there).
 # CPU torch by default; for CUDA: --build-arg TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"
+# It binds 0.0.0.0, so `serve` needs LORAPEDIA_PUBLIC_URL (docker run -e LORAPEDIA_PUBLIC_URL=https://...); see docker-compose.yml.
 FROM python:3.11-slim
 
 ARG TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu"

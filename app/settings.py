@@ -69,6 +69,22 @@ class Settings(BaseSettings):
         "(1.42-1.50x the tokens/s of fp32 on SmolLM2 in bench/bench_bf16_cpu.py; autocast measured 1.06-1.38x). "
         "bf16-autocast: fp32 weights, forward passes under torch.autocast. fp32: fp32 throughout.",
     )
+    accounts: bool = Field(False, description="on: creating jobs needs a signed-in user (sign-in form, API bearer tokens); reading stays public.")
+    open_instance: bool = Field(False, description="Lets anyone create jobs on a non-loopback bind without accounts; off, such an instance refuses job creation.")
+    session_days: float = Field(14.0, gt=0, description="How long a browser sign-in lasts, in days.")
+    max_queued_jobs_per_user: int = Field(3, ge=1, description="Queued jobs one user may have waiting at once (accounts on).")
+    max_gpu_seconds_per_day: float = Field(
+        4 * 3600.0, gt=0,
+        description="Worker time one user's jobs may take in any 24 hours, in seconds (GPU-seconds on a GPU worker; wall time on whatever device the worker has).")
+    job_time_limit_seconds: float = Field(3600.0, gt=0, description="Wall time one job may run; the worker stops it past this, and a job predicted to take longer is refused.")
+    worker_memory_bytes: int | None = Field(
+        None, ge=1,
+        description="Memory of the workers' training device, in bytes; a job predicted to need more is refused. Unset: this host's RAM.")
+    worker_flops_per_second: float = Field(
+        5e10, gt=0,
+        description="Sustained training throughput assumed for time predictions, in FLOP/s (5e10: SmolLM2-135M measured on this project's 2-core CPU).")
+    min_free_disk_bytes: int = Field(50_000_000, ge=0, description="Free space a worker keeps beyond an adapter's size; a save that would leave less fails first.")
+    web_threads: int = Field(40, ge=1, description="Threads the web process runs blocking work on; the database pool is sized to match.")
     omp_wait_policy: str = Field(
         "PASSIVE",
         validation_alias=AliasChoices("LORAPEDIA_OMP_WAIT_POLICY", "OMP_WAIT_POLICY"),
@@ -88,6 +104,16 @@ class Settings(BaseSettings):
         """What this instance allows one job, checked by app.spec in one place."""
         return InstanceLimits(max_steps=self.max_steps, max_seq_length=self.max_seq_length,
                               max_batch_size=self.max_batch_size, max_accumulation_steps=self.max_accumulation_steps)
+
+    @property
+    def is_loopback(self) -> bool:
+        """True when the web server binds a loopback address only (nobody else can reach it)."""
+        return self.host in ("localhost", "::1") or self.host.startswith("127.")
+
+    @property
+    def secure_cookies(self) -> bool:
+        """Cookies get Secure when the public address is https (TLS ends at a reverse proxy in front)."""
+        return (self.public_url or "").startswith("https://")
 
     @property
     def sqlalchemy_url(self) -> str:

@@ -1,26 +1,40 @@
-"""Database engine and schema creation (SQLite with WAL by default, PostgreSQL by URL)."""
+"""Database engine and schema (SQLite with WAL by default, PostgreSQL by URL); the schema changes by Alembic migrations."""
 
 from __future__ import annotations
 
+import fcntl
 import logging
-import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
-from sqlalchemy import event, inspect, text
-from sqlalchemy.exc import DatabaseError
-from sqlalchemy.engine import Engine
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import Connection, Engine
 from sqlmodel import SQLModel, create_engine
 
 from app.settings import Settings
 
 logger = logging.getLogger(__name__)
 
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+MIGRATION_LOCK_KEY = 0x4C6F7262  # PostgreSQL advisory lock held while migrating, so concurrent starts migrate once
+WORKER_POOL_SIZE = 5  # a worker's threads (trainer, heartbeat) need few connections
+POOL_HEADROOM = 10  # beyond the web threads: streams' shared polls and the event loop's own short reads
 
-def make_engine(settings: Settings) -> Engine:
-    """An engine for the configured database; SQLite gets WAL and a busy timeout."""
+
+def make_engine(settings: Settings, pool_size: int | None = None) -> Engine:
+    """An engine for the configured database; SQLite gets WAL and a busy timeout.
+
+    The pool holds a connection for every thread that may run a request's queries at once (web_threads,
+    which also sizes the web process's thread pool) plus headroom, so concurrent readers wait for a thread,
+    never time out waiting for a connection.
+    """
     url = settings.sqlalchemy_url
+    size = pool_size or settings.web_threads + POOL_HEADROOM
+    pool = {"pool_size": size, "max_overflow": POOL_HEADROOM, "pool_timeout": 60}
     if url.startswith("sqlite"):
         settings.var_dir.mkdir(parents=True, exist_ok=True)
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **_pool(settings))
+        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30}, **pool)
 
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
@@ -31,46 +45,51 @@ def make_engine(settings: Settings) -> Engine:
             cursor.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, **_pool(settings))
+    return create_engine(url, pool_pre_ping=True, **pool)
 
 
-def _pool(settings: Settings) -> dict[str, int]:
-    """A pool as large as the server's concurrency: every worker thread of the web process may hold a session
-    (SQLAlchemy's default of 5 + 10 overflow timed out under 200 concurrent page readers)."""
-    return {"pool_size": settings.db_pool_size, "max_overflow": settings.db_max_overflow}
+def schema_metadata() -> MetaData:
+    """Every table the app declares (jobs and accounts), as the migrations must build them."""
+    import app.accounts.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+    import app.jobs.tables  # noqa: F401
+
+    return SQLModel.metadata
 
 
-def init_db(engine: Engine, attempts: int = 5) -> None:
-    """Create every table that does not exist yet; safe when several processes start at once."""
-    import app.jobs.tables  # noqa: F401  (registers the tables on SQLModel.metadata)
+def init_db(engine: Engine) -> None:
+    """Upgrade the database to the newest schema (creating it when empty); safe when several processes start at once."""
+    from alembic import command
+    from alembic.config import Config
 
-    for attempt in range(1, attempts + 1):
-        try:
-            SQLModel.metadata.create_all(engine)
-            add_missing_columns(engine)
-            return
-        except DatabaseError:
-            # Another process created a table between our existence check and our CREATE: look again.
-            if attempt == attempts:
-                raise
-            time.sleep(0.1 * attempt)
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with _migration_lock(engine) as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, "head")
 
 
-def add_missing_columns(engine: Engine) -> None:
-    """Add the nullable columns a newer version declares to tables an older one created, keeping their rows.
+@contextmanager
+def _migration_lock(engine: Engine) -> Iterator[Connection]:
+    """A connection in a transaction that only one process at a time holds: the migrations run inside it.
 
-    create_all makes missing tables only; a database from before a new measured figure would otherwise fail
-    on every read of its jobs. Anything beyond a new nullable column needs a real migration.
+    PostgreSQL: a transaction advisory lock (DDL is transactional there). SQLite: a lock file beside the
+    database, since SQLite's own write lock cannot be held across the reads Alembic makes first.
     """
-    existing = inspect(engine)
-    for table in SQLModel.metadata.sorted_tables:
-        present = {column["name"] for column in existing.get_columns(table.name)}
-        for column in table.columns:
-            if column.name in present:
-                continue
-            if not column.nullable:
-                raise RuntimeError(f"table {table.name} lacks the required column {column.name}: migrate the database")
-            column_type = column.type.compile(dialect=engine.dialect)
-            with engine.begin() as connection:
-                connection.execute(text(f'ALTER TABLE {table.name} ADD COLUMN "{column.name}" {column_type}'))
-            logger.info("added column %s.%s (%s) to an existing database", table.name, column.name, column_type)
+    with engine.connect() as connection:
+        if engine.dialect.name == "postgresql":
+            with connection.begin():
+                connection.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY})
+                yield connection
+            return
+        database = engine.url.database
+        lock_path = Path(f"{database}.migrate.lock") if database and database != ":memory:" else None
+        with open(lock_path, "a+") if lock_path else _nothing() as handle:
+            if handle is not None:
+                fcntl.flock(handle, fcntl.LOCK_EX)
+            with connection.begin():
+                yield connection
+
+
+@contextmanager
+def _nothing() -> Iterator[None]:
+    yield None

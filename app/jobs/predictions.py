@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from app.calc import CalcRequest, CalcTrainingSpec, Catalogue, compute
+from app.jobs.admission import predicted_seconds
 from app.spec import JobSpec
 
 logger = logging.getLogger(__name__)
@@ -14,20 +15,28 @@ logger = logging.getLogger(__name__)
 PREDICTED_BASE_DTYPE = "fp32"
 
 
-def predict(spec: JobSpec, catalogue: Catalogue) -> dict[str, Any]:
-    """predicted_trainable_params, predicted_memory_bytes and prediction_basis from app.calc.
+def predict(spec: JobSpec, catalogue: Catalogue, total_steps: int | None = None, tokens_per_row: float = 0.0,
+            flops_per_second: float | None = None) -> dict[str, Any]:
+    """predicted_trainable_params, predicted_memory_bytes, predicted_seconds and prediction_basis from app.calc.
 
     A model outside the calculator's catalogue (one the operator allowed) gets no prediction. For a catalogue
     model the calculator's FieldError (e.g. target_modules that match no module) propagates, so the job is
-    refused before it is queued.
+    refused before it is queued. The time is estimated when the steps, row length and throughput are given.
     """
     if spec.model not in catalogue.ids:
         logger.info("no prediction for %s: not in the calculator's catalogue", spec.model)
-        return {"predicted_trainable_params": None, "predicted_memory_bytes": None, "prediction_basis": None}
+        return {"predicted_trainable_params": None, "predicted_memory_bytes": None, "predicted_seconds": None,
+                "prediction_basis": None}
     training = CalcTrainingSpec(**spec.training.model_dump(), base_dtype=PREDICTED_BASE_DTYPE)
     result = compute(CalcRequest(model=spec.model, lora=spec.lora, training=training), catalogue)
+    basis: dict[str, Any] = {"base_dtype": PREDICTED_BASE_DTYPE, "optimizer": spec.training.optim}
+    seconds = None
+    if total_steps is not None and flops_per_second:
+        seconds = predicted_seconds(spec, result.base_params, total_steps, tokens_per_row, flops_per_second)
+        basis["flops_per_second"] = flops_per_second
     return {
         "predicted_trainable_params": result.trainable_params,
         "predicted_memory_bytes": result.memory.total_bytes,
-        "prediction_basis": {"base_dtype": PREDICTED_BASE_DTYPE, "optimizer": spec.training.optim},
+        "predicted_seconds": seconds,
+        "prediction_basis": basis,
     }

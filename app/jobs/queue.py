@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import func, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import Session, select
+from sqlmodel import Session, col, select
 
 from app.jobs.tables import AdapterArchive, Job, JobStatus, MetricBase, MetricPoint, utcnow
 
@@ -87,6 +87,21 @@ def reap_expired_leases(engine: Engine) -> list[int]:
         session.commit()
     logger.warning("marked jobs %s interrupted: their leases ran out", expired)
     return list(expired)
+
+
+def interrupt_worker_jobs(engine: Engine, worker_prefix: str, reason: str) -> list[int]:
+    """Mark interrupted the running jobs of a worker that has died (worker ids starting with `worker_prefix`)."""
+    now = utcnow()
+    with Session(engine) as session:
+        running = session.exec(select(Job.id).where(
+            Job.status == JobStatus.running, col(Job.worker_id).startswith(worker_prefix, autoescape=True))).all()
+        if running:
+            session.execute(update(Job).where(Job.id.in_(running), Job.status == JobStatus.running)
+                            .values(status=JobStatus.interrupted, finished_at=now, error=reason))
+            session.commit()
+    if running:
+        logger.warning("marked jobs %s interrupted: %s", list(running), reason)
+    return list(running)
 
 
 def is_stop_requested(engine: Engine, job_id: int, worker_id: str) -> bool:

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import func, text, update
+from sqlalchemy import ColumnElement, func, text, update
 from sqlalchemy.orm import defer
 from sqlmodel import Session, col, select
 
 from app.calc import Catalogue
 from app.content import datasets
-from app.jobs import predictions, queue
+from app.jobs import admission, predictions, queue
 from app.jobs.tables import (FINISHED_STATUSES, AdapterArchive, Experiment, Job, JobPublic, JobStatus, MetricPoint,
                              MetricPublic, utcnow)
 from app.settings import Settings
@@ -31,38 +31,48 @@ class JobConflict(ValueError):
     """An action that the job's current status does not allow."""
 
 
-def create_job(session: Session, settings: Settings, catalogue: Catalogue, request: JobCreate) -> Job:
+def create_job(session: Session, settings: Settings, catalogue: Catalogue, request: JobCreate,
+               owner_id: int | None = None) -> Job:
     """Check the request against the models, datasets, the instance's limits and the calculator, then queue it.
 
     Raises FieldError naming the field at fault.
     """
-    job = prepare_job(settings, catalogue, request)
-    _admit(session, settings, [job])
-    logger.info("queued job %d (%s on %s)", job.id, job.model, job.dataset)
+    job = prepare_job(settings, catalogue, job_spec(settings, request), owner_id)
+    _admit(session, settings, [job], owner_id)
+    logger.info("queued job %d (%s on %s) for owner %s", job.id, job.model, job.dataset, owner_id)
     return job
 
 
-def prepare_job(settings: Settings, catalogue: Catalogue, request: JobCreate) -> Job:
-    """The job row a request makes, after every check that does not need the queue; FieldError names the field at fault."""
-    catalogue.resolve_trainable(request.model, settings.allowed_models)
+def job_spec(settings: Settings, request: JobCreate) -> JobSpec:
+    """The JobSpec a request asks for, its pasted rows parsed and validated."""
     rows = _pasted_rows(settings, request)
-    row_count = len(rows) if rows is not None else _catalogue_row_count(settings, request.dataset)
-    settings.instance_limits().check(request.training, row_count)
-    spec = JobSpec(model=request.model, dataset=PASTED_DATASET if rows is not None else request.dataset,
-                   lora=request.lora, training=request.training)
+    return JobSpec(model=request.model, dataset=PASTED_DATASET if rows is not None else request.dataset,
+                   lora=request.lora, training=request.training, dataset_rows=rows)
+
+
+def prepare_job(settings: Settings, catalogue: Catalogue, spec: JobSpec, owner_id: int | None = None,
+                retry_of: int | None = None) -> Job:
+    """The job row a spec makes, after every check that does not need the queue; FieldError names the field at fault."""
+    catalogue.resolve_trainable(spec.model, settings.allowed_models)
+    rows = spec.dataset_rows
+    train_rows = rows if rows is not None else _catalogue_rows(settings, spec.dataset)
+    total_steps = settings.instance_limits().check(spec.training, len(train_rows))
+    prediction = predictions.predict(spec, catalogue, total_steps, admission.row_tokens(train_rows, spec.training.max_seq_length),
+                                     settings.worker_flops_per_second)
+    admission.check_predictions(settings, prediction["predicted_memory_bytes"], prediction["predicted_seconds"])
     # unset LoRA fields are left out rather than null, so peft and the trainer apply their own defaults
     return Job(model=spec.model, dataset=spec.dataset, config=spec.model_dump(mode="json", exclude_none=True,
-               exclude={"model", "dataset"}), dataset_rows=rows, **predictions.predict(spec, catalogue))
+               exclude={"model", "dataset"}), dataset_rows=rows, owner_id=owner_id, retry_of=retry_of, **prediction)
 
 
 def create_experiment(session: Session, settings: Settings, catalogue: Catalogue, request: ExperimentCreate,
-                      from_text: bool = False) -> Experiment:
+                      from_text: bool = False, owner_id: int | None = None) -> Experiment:
     """Queue one job per value of the swept field, all or none; SweepError lists every bad value and base field."""
     variants = request.variants(from_text=from_text)
     jobs, errors = [], []
     for index, variant in enumerate(variants):
         try:
-            jobs.append(prepare_job(settings, catalogue, variant))
+            jobs.append(prepare_job(settings, catalogue, job_spec(settings, variant), owner_id))
         except FieldError as error:
             swept = error.loc[-1:] == (request.field,)
             errors.append(FieldError(("values", index) if swept else ("base", *error.loc), error.message).as_error())
@@ -73,13 +83,33 @@ def create_experiment(session: Session, settings: Settings, catalogue: Catalogue
     values = [getattr(getattr(variant, field_groups()[request.field]), request.field) for variant in variants]
     experiment = Experiment(name=request.name or f"{request.field} sweep", field=request.field,
                             values=values, base=base)
-    _admit(session, settings, jobs, experiment)
+    _admit(session, settings, jobs, owner_id, experiment)
     logger.info("queued experiment %d: %s over %s (jobs %s)", experiment.id, request.field, values, [job.id for job in jobs])
     return experiment
 
 
-def _admit(session: Session, settings: Settings, jobs: list[Job], experiment: Experiment | None = None) -> None:
-    """Insert the jobs (and their experiment) if the queue has room for all of them; FieldError when it has not."""
+def retry_job(session: Session, settings: Settings, catalogue: Catalogue, job: Job) -> Job:
+    """A new queued job with the same spec (pasted rows included) as a job that did not succeed; the same owner."""
+    if job.status not in (JobStatus.interrupted, JobStatus.failed, JobStatus.cancelled):
+        raise JobConflict(f"job {job.id} is {job.status.value}; only an interrupted, failed or cancelled job can be retried")
+    rows = session.exec(select(Job.dataset_rows).where(Job.id == job.id)).one()
+    retry = prepare_job(settings, catalogue, job.spec().model_copy(update={"dataset_rows": rows}), job.owner_id, retry_of=job.id)
+    _admit(session, settings, [retry], job.owner_id)
+    logger.info("queued job %d retrying job %d", retry.id, job.id)
+    return retry
+
+
+def set_shared(session: Session, job: Job, shared: bool) -> Job:
+    """Share the job with everyone (its page, metrics and results; never its adapter), or stop sharing it."""
+    session.execute(update(Job).where(Job.id == job.id).values(shared=shared))
+    session.commit()
+    session.refresh(job)
+    return job
+
+
+def _admit(session: Session, settings: Settings, jobs: list[Job], owner_id: int | None = None,
+           experiment: Experiment | None = None) -> None:
+    """Insert the jobs (and their experiment) if the queue and the owner's quota have room for all; FieldError if not."""
     # Count and insert in one transaction that holds the queue's lock, so concurrent requests cannot over-admit.
     session.commit()  # end any transaction the request's session has open, so the lock is taken first
     _lock_queue(session)
@@ -89,6 +119,8 @@ def _admit(session: Session, settings: Settings, jobs: list[Job], experiment: Ex
             more = f" and these {len(jobs)} would pass it" if queued < settings.max_queued_jobs else ""
             raise FieldError([], f"the queue is full: {queued} jobs are already waiting (max_queued_jobs is "
                                  f"{settings.max_queued_jobs}){more}; try again when one has started")
+        if owner_id is not None:
+            admission.check_quota(session, settings, owner_id, sum(job.predicted_seconds or 0.0 for job in jobs), len(jobs))
         if experiment is not None:
             session.add(experiment)
             session.flush()
@@ -127,9 +159,9 @@ def _pasted_rows(settings: Settings, request: JobCreate) -> list[dict[str, Any]]
         raise FieldError(["dataset_jsonl"], str(error)) from error
 
 
-def _catalogue_row_count(settings: Settings, dataset_id: str | None) -> int:
+def _catalogue_rows(settings: Settings, dataset_id: str | None) -> list[dict[str, Any]]:
     try:
-        return len(datasets.load_dataset(dataset_id, settings.content_dir).train)
+        return datasets.load_dataset(dataset_id, settings.content_dir).train
     except datasets.UnknownDatasetError as error:
         raise FieldError(["dataset"], str(error.args[0])) from error
 
@@ -145,9 +177,10 @@ def get_job(session: Session, job_id: int) -> Job | None:
     return job
 
 
-def list_jobs(session: Session, limit: int = 200) -> list[JobPublic]:
-    """The newest jobs first, each with its last step."""
-    jobs = session.exec(select(Job).options(defer(*HEAVY_COLUMNS)).order_by(col(Job.id).desc()).limit(limit)).all()
+def list_jobs(session: Session, limit: int = 200, visible: ColumnElement[bool] | None = None) -> list[JobPublic]:
+    """The newest jobs first (those `visible` selects), each with its last step."""
+    query = select(Job).options(defer(*HEAVY_COLUMNS)).order_by(col(Job.id).desc()).limit(limit)
+    jobs = session.exec(query.where(visible) if visible is not None else query).all()
     if any(_lease_expired(job) for job in jobs):
         queue.reap_expired_leases(session.get_bind())
         for job in jobs:

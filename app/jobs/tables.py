@@ -54,6 +54,7 @@ class JobFigures(SQLModel):
     peak_memory_bytes: int | None = Field(default=None, sa_type=BigInteger, description="RSS on CPU, max allocated on CUDA.")
     predicted_trainable_params: int | None = Field(default=None, sa_type=BigInteger, description="app.calc's closed form.")
     predicted_memory_bytes: int | None = Field(default=None, sa_type=BigInteger, description="app.calc's estimate.")
+    predicted_seconds: float | None = Field(default=None, description="Estimated training time: FLOPs per token over the configured throughput.")
     final_train_loss: float | None = None
     final_eval_loss: float | None = None
     final_exact_match: float | None = Field(default=None, description="Held-out exact match (0-1) after the last step; synthetic task only.")
@@ -90,6 +91,9 @@ class Job(JobBase, JobFigures, table=True):
     adapter_path: str | None = Field(default=None, description="Where the worker saved the adapter, on its own host.")
     dataset_rows: list[dict[str, Any]] | None = Field(default=None, sa_type=JSON, description="Pasted rows, validated.")
     config: dict[str, Any] = Field(sa_type=JSON, description="The JobSpec as JSON, less pasted rows.")
+    owner_id: int | None = Field(default=None, index=True, description="The account that created the job; none when accounts are off.")
+    shared: bool = Field(default=False, description="The owner lets everyone see the job's page and results.")
+    retry_of: int | None = Field(default=None, description="The job this one retries with the same spec.")
 
     def spec(self, with_rows: bool = False) -> JobSpec:
         """The stored JobSpec (keys of older versions read past); pasted rows included when asked."""
@@ -119,6 +123,9 @@ class JobPublic(JobBase, JobFigures):
     error: str | None
     config: JobSpec = Field(description="What the job trains: model, dataset, LoRA and training fields.")
     experiment_id: int | None = Field(default=None, description="The sweep this job is one value of, if any.")
+    owner_id: int | None = Field(default=None, description="The account that created the job; none when accounts are off.")
+    shared: bool = Field(default=False, description="Everyone may see the job (the owner chose to share it).")
+    retry_of: int | None = Field(default=None, description="The job this one retries with the same spec.")
     last_step: int | None = Field(default=None, description="The latest optimizer step with a metric row.")
     has_adapter: bool = Field(default=False, description="GET /api/jobs/{id}/adapter serves a zip.")
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import signal
 import socket
 import threading
+import time
 import uuid
 import zipfile
 from collections.abc import Callable
@@ -18,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.jobs import queue
-from app.jobs.db import init_db, make_engine
+from app.jobs.db import WORKER_POOL_SIZE, init_db, make_engine
 from app.jobs.tables import Job, JobStatus
 from app.settings import Settings
 from app.spec import JobSpec, RunResult
@@ -29,6 +31,7 @@ logger = logging.getLogger(__name__)
 Trainer = Callable[..., RunResult]
 PARENT_CHECK_SECONDS = 1.0
 SHUTDOWN_ERROR = "interrupted: the worker was shut down during the run"
+TIME_LIMIT_ERROR = "stopped: the job ran past the wall-time limit of {limit:,.0f} s (job_time_limit_seconds)"
 MEASURED_FIELDS = (
     "device", "trainable_params", "total_params", "peak_memory_bytes",
     "samples_before", "samples_after", "final_train_loss", "final_eval_loss", "final_exact_match",
@@ -52,7 +55,7 @@ def run_worker(settings: Settings, load_trainer: Callable[[], Trainer], *, stop:
         threading.Thread(target=_stop_when_orphaned, args=(parent_pid, stop), name="parent-watch", daemon=True).start()
     # loading the trainer imports torch (seconds on a busy machine): the parent watch is already running meanwhile
     trainer = load_trainer()
-    engine = make_engine(settings)
+    engine = make_engine(settings, pool_size=WORKER_POOL_SIZE)
     init_db(engine)
     worker_id = make_worker_id()
     logger.info("worker %s polling %s", worker_id, engine.url.render_as_string(hide_password=True))
@@ -89,6 +92,8 @@ class JobRun:
         self.shutdown = shutdown
         self.lease_lost = threading.Event()
         self.heartbeat_done = threading.Event()
+        self.deadline = time.monotonic() + settings.job_time_limit_seconds
+        self.timed_out = False
 
     def execute(self) -> None:
         """Run the job to a final status; never raises for a failure of the job itself."""
@@ -100,7 +105,7 @@ class JobRun:
             result = self.trainer(
                 spec,
                 self.settings,
-                self.settings.adapters_dir / f"job-{self.job_id}",
+                self.output_dir,
                 on_metric=self._on_metric,
                 should_stop=self._should_stop,
                 on_event=self._on_event,
@@ -108,6 +113,7 @@ class JobRun:
             self._finish(result)
         except Exception as exc:  # the job failed, the worker goes on to the next one
             logger.exception("job %d failed", self.job_id)
+            shutil.rmtree(self.output_dir, ignore_errors=True)  # a failed run leaves no partial files
             queue.finish_job(self.engine, self.job_id, self.worker_id, JobStatus.failed, {"error": f"{type(exc).__name__}: {exc}"})
         finally:
             self.heartbeat_done.set()
@@ -130,7 +136,15 @@ class JobRun:
             except Exception:  # a database hiccup: the next beat retries before the lease runs out
                 logger.exception("job %d: heartbeat failed", self.job_id)
 
+    @property
+    def output_dir(self) -> Path:
+        """Where the trainer saves this job's adapter."""
+        return self.settings.adapters_dir / f"job-{self.job_id}"
+
     def _should_stop(self) -> bool:
+        if time.monotonic() > self.deadline:
+            self.timed_out = True
+            return True
         return (
             self.shutdown.is_set()
             or self.lease_lost.is_set()
@@ -151,7 +165,9 @@ class JobRun:
         figures = {name: value for name, value in result.model_dump(include=set(MEASURED_FIELDS)).items() if value not in (None, [])}
         if result.adapter_dir:
             figures["adapter_path"] = result.adapter_dir
-        if result.status == "succeeded":
+        if self.timed_out and result.status != "succeeded":
+            status, figures["error"] = JobStatus.failed, TIME_LIMIT_ERROR.format(limit=self.settings.job_time_limit_seconds)
+        elif result.status == "succeeded":
             if result.adapter_dir:
                 queue.store_adapter_archive(self.engine, self.job_id, zip_directory(Path(result.adapter_dir)))
             status = JobStatus.succeeded

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import random
+import shutil
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -75,6 +76,8 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised at random
     model = _wrap(loaded, lora_config, config)
     trainable_params, total_params = model.get_nb_trainable_parameters()
+    # fail before training, not after it, when the adapter could not be saved
+    ensure_disk_space(Path(output_dir), adapter_bytes(model), settings.min_free_disk_bytes)
     if on_event:
         started = {"device": loaded.device_label, "total_steps": total_steps, "trainable_params": trainable_params,
                    "total_params": total_params}
@@ -105,8 +108,7 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
     steps = optimizer_steps(packed, config.per_device_train_batch_size, config.gradient_accumulation_steps,
                             config.seed, tokenizer.pad_token_id)
     outcome = train_loop(model, steps, config, total_steps, loaded.device, evaluate, report, should_stop, loaded.compute)
-    adapter_dir = Path(output_dir) / "adapter"
-    model.save_pretrained(adapter_dir)
+    adapter_dir = save_adapter(model, Path(output_dir) / "adapter", settings.min_free_disk_bytes)
     samples_after = []
     if outcome.status == "succeeded":
         with loaded.compute():
@@ -128,6 +130,35 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
         "final_eval_loss": outcome.final_eval_metrics.get("eval_loss"),
         "final_exact_match": outcome.final_eval_metrics.get("exact_match"),
     }
+
+
+class DiskSpaceError(OSError):
+    """Too little free disk for the adapter: the job fails saying so, before it trains when that can be known."""
+
+
+def adapter_bytes(model: PeftModel) -> int:
+    """What the saved adapter will take: its trainable tensors at their own element size (safetensors adds a small header)."""
+    return sum(parameter.numel() * parameter.element_size() for parameter in model.parameters() if parameter.requires_grad)
+
+
+def ensure_disk_space(directory: Path, needed: int, reserve: int) -> None:
+    """Raise DiskSpaceError unless `needed` bytes fit on directory's file system with `reserve` bytes left over."""
+    directory.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(directory).free
+    if free < needed + reserve:
+        raise DiskSpaceError(f"not enough disk space to save the adapter under {directory}: it needs {needed:,} bytes and "
+                             f"{reserve:,} must stay free (min_free_disk_bytes), but only {free:,} bytes are free")
+
+
+def save_adapter(model: PeftModel, adapter_dir: Path, reserve: int) -> Path:
+    """Save the adapter after checking the space for it; a failed save leaves no partial files behind."""
+    ensure_disk_space(adapter_dir.parent, adapter_bytes(model), reserve)
+    try:
+        model.save_pretrained(adapter_dir)
+    except OSError as error:
+        shutil.rmtree(adapter_dir, ignore_errors=True)
+        raise DiskSpaceError(f"saving the adapter failed and its partial files were removed: {error}") from error
+    return adapter_dir
 
 
 @contextmanager

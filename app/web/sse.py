@@ -1,15 +1,21 @@
 """Server-Sent Events for jobs: one event per metric row (id = step), status changes, and the end.
 
-The stream polls the database, the only channel between web and worker processes. Metric events
-carry `id: <step>`, so a reconnecting EventSource sends Last-Event-ID and resumes with the next
-step: no gap, no duplicate.
+The database is the only channel between web and worker processes. Every subscriber of one job shares
+one poll of it (a JobFeed): 200 open pages of a running job cost one query every poll interval, not 200.
+Metric events carry `id: <step>`, so a reconnecting EventSource sends Last-Event-ID and resumes with the
+next step: no gap, no duplicate. On shutdown every stream ends at once (`close_streams`), so the server
+does not wait for running jobs to finish before it exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import bisect
+import logging
+import weakref
 from collections.abc import AsyncIterator, Callable
 
+from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
@@ -17,6 +23,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.jobs import service
 from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
+
+logger = logging.getLogger(__name__)
 
 METRIC_BATCH = 500
 RETRY_MILLISECONDS = 1000
@@ -51,32 +59,175 @@ def _metric_at(engine: Engine, job_id: int, step: int) -> MetricPublic | None:
         return service.metric_at(session, job_id, step)
 
 
+class JobFeed:
+    """One job's shared poll: its latest state and every metric row read so far, for all of its subscribers."""
+
+    def __init__(self, hub: StreamHub, job_id: int, poll_seconds: float):
+        self.hub, self.job_id, self.poll_seconds = hub, job_id, poll_seconds
+        self.job: JobPublic | None = None
+        self.metrics: list[MetricPublic] = []
+        self.steps: list[int] = []
+        self.finished = False
+        self.error: BaseException | None = None
+        self.subscribers = 0
+        self.polls = 0
+        self.version = 0
+        self._changed = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    def notify(self) -> None:
+        """Wake every subscriber: something changed (or the hub is closing)."""
+        self.version += 1
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
+    async def wait_beyond(self, version: int) -> None:
+        """Return once the feed has moved past `version`, has ended, or the hub is closing."""
+        while self.version <= version and not self.hub.closed:
+            await self._changed.wait()
+
+    def metrics_after(self, step: int) -> list[MetricPublic]:
+        """The rows read so far with a step above `step`."""
+        return self.metrics[bisect.bisect_right(self.steps, step):]
+
+    async def run(self) -> None:
+        """Poll until the job has ended and every row is read, or nobody listens any more."""
+        try:
+            while self.subscribers > 0 and not self.hub.closed:
+                after = self.steps[-1] if self.steps else 0
+                job, rows = await run_in_threadpool(_snapshot, self.hub.engine, self.job_id, after)
+                self.polls += 1
+                seen = self.job and (self.job.status, self.job.total_steps, self.job.device, self.job.cancel_requested)
+                self.job = job
+                self.metrics.extend(rows)
+                self.steps.extend(row.step for row in rows)
+                caught_up = len(rows) < METRIC_BATCH
+                self.finished = job.status in FINISHED_STATUSES and caught_up
+                if rows or self.finished or seen != (job.status, job.total_steps, job.device, job.cancel_requested):
+                    self.notify()
+                if self.finished:
+                    return
+                if caught_up:
+                    await self.hub.sleep(self.poll_seconds)
+        except Exception as error:  # the subscribers end their streams; the next page load starts a new feed
+            logger.exception("job %d: the shared event poll failed", self.job_id)
+            self.error = error
+            self.notify()
+        finally:
+            self.hub.drop(self)
+
+
+class StreamHub:
+    """The open job feeds of one database, and the switch that ends every stream at shutdown."""
+
+    def __init__(self, engine: Engine):
+        self.engine = engine
+        self.feeds: dict[int, JobFeed] = {}
+        self.closed = False
+        self._closing: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def subscribe(self, job_id: int, poll_seconds: float) -> JobFeed:
+        """The job's feed, started if none runs; the caller must `unsubscribe` it."""
+        self._loop = asyncio.get_running_loop()
+        feed = self.feeds.get(job_id)
+        if feed is None:
+            feed = self.feeds[job_id] = JobFeed(self, job_id, poll_seconds)
+            feed.subscribers += 1
+            feed.task = asyncio.create_task(feed.run(), name=f"job-{job_id}-feed")
+        else:
+            feed.subscribers += 1
+        return feed
+
+    def unsubscribe(self, feed: JobFeed) -> None:
+        """One listener fewer; the feed stops polling at its next turn when none is left."""
+        feed.subscribers -= 1
+
+    def drop(self, feed: JobFeed) -> None:
+        """Forget a feed that has stopped."""
+        if self.feeds.get(feed.job_id) is feed:
+            del self.feeds[feed.job_id]
+
+    async def sleep(self, seconds: float) -> None:
+        """Sleep, or less if the hub closes meanwhile."""
+        if self._closing is None:
+            self._closing = asyncio.Event()
+        try:
+            await asyncio.wait_for(self._closing.wait(), seconds)
+        except TimeoutError:
+            pass
+
+    def close(self) -> None:
+        """End every stream now and refuse new ones; safe to call from a signal handler or another thread."""
+        self.closed = True
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._wake_all)
+
+    def _wake_all(self) -> None:
+        if self._closing is not None:
+            self._closing.set()
+        for feed in list(self.feeds.values()):
+            feed.notify()
+
+
+_HUBS: weakref.WeakKeyDictionary[Engine, StreamHub] = weakref.WeakKeyDictionary()
+
+
+def hub_for(engine: Engine) -> StreamHub:
+    """The stream hub of a database engine (one per app)."""
+    hub = _HUBS.get(engine)
+    if hub is None:
+        hub = _HUBS[engine] = StreamHub(engine)
+    return hub
+
+
+def open_streams(app: FastAPI) -> None:
+    """A fresh hub for the app's streams (at start-up; a restarted app must not inherit a closed one)."""
+    _HUBS[app.state.engine] = StreamHub(app.state.engine)
+
+
+def close_streams(app: FastAPI) -> None:
+    """End the app's event streams at once (on shutdown)."""
+    hub_for(app.state.engine).close()
+
+
 async def job_event_stream(
     engine: Engine, job_id: int, after: int, poll_seconds: float, fragments: FragmentRenderer | None = None
 ) -> AsyncIterator[ServerSentEvent]:
     """Metric events after step `after`, then status and fragment events as they change, until the job ends."""
     yield ServerSentEvent(retry=RETRY_MILLISECONDS, comment="job stream")
-    last_seen: tuple | None = None
+    hub = hub_for(engine)
+    if hub.closed:
+        return
     # a resuming page still needs the step it has, to draw its progress bar, ETA and speed
     last_metric = await run_in_threadpool(_metric_at, engine, job_id, after) if fragments and after else None
-    while True:
-        job, metrics = await run_in_threadpool(_snapshot, engine, job_id, after)
-        for metric in metrics:
-            yield ServerSentEvent(event="metric", id=str(metric.step), data=metric)
-        if metrics:
-            after, last_metric = metrics[-1].step, metrics[-1]
-        seen = (job.status, job.total_steps, job.device, job.cancel_requested, after)
-        if seen != last_seen:
-            last_seen = seen
-            yield ServerSentEvent(event="status", data=_status_payload(job))
-            for name, html in (fragments(job, last_metric) if fragments else {}).items():
-                yield ServerSentEvent(event=name, raw_data=html)
-        caught_up = len(metrics) < METRIC_BATCH
-        if job.status in FINISHED_STATUSES and caught_up:
-            yield ServerSentEvent(event="done", data=_status_payload(job))
-            return
-        if caught_up:
-            await asyncio.sleep(poll_seconds)
+    feed = hub.subscribe(job_id, poll_seconds)
+    try:
+        last_seen: tuple | None = None
+        version = 0
+        while True:
+            await feed.wait_beyond(version)
+            if hub.closed:
+                return
+            if feed.error is not None:
+                raise RuntimeError(f"job {job_id}: the event poll failed") from feed.error
+            version, job = feed.version, feed.job
+            metrics = feed.metrics_after(after)
+            for metric in metrics:
+                yield ServerSentEvent(event="metric", id=str(metric.step), data=metric)
+            if metrics:
+                after, last_metric = metrics[-1].step, metrics[-1]
+            seen = (job.status, job.total_steps, job.device, job.cancel_requested, after)
+            if seen != last_seen:
+                last_seen = seen
+                yield ServerSentEvent(event="status", data=_status_payload(job))
+                for name, html in (fragments(job, last_metric) if fragments else {}).items():
+                    yield ServerSentEvent(event=name, raw_data=html)
+            if feed.finished:
+                yield ServerSentEvent(event="done", data=_status_payload(job))
+                return
+    finally:
+        hub.unsubscribe(feed)
 
 
 def _status_payload(job: JobPublic) -> dict:

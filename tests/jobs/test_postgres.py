@@ -21,12 +21,15 @@ import httpx
 import pytest
 from sqlmodel import Session, select
 
-from app.jobs.db import init_db, make_engine
 from app.jobs.queue import claim_next_job
 from app.jobs.tables import Job, JobStatus
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+
+from app.jobs.db import init_db, make_engine, schema_metadata
 from app.settings import PROJECT_ROOT, Settings
 from tests.conftest import free_port
-from tests.jobs.test_end_to_end import FAST_ENV, LEARNING_JOB, submit, wait_for
+from tests.jobs.test_end_to_end import FAST_ENV, LEARNING_JOB, follow, submit, wait_for
 
 pytestmark = pytest.mark.postgres
 
@@ -147,4 +150,30 @@ def test_a_claim_skips_a_row_another_worker_has_locked_instead_of_waiting_for_it
     with Session(engine) as session:  # leave no queued job behind for the other tests on this cluster
         session.get(Job, locked).status = JobStatus.cancelled
         session.commit()
+
+
+@pytest.mark.slow
+def test_two_web_processes_and_three_workers_run_20_jobs_each_exactly_once(postgres_url, server_factory, worker_factory, tmp_path):
+    env = {**FAST_ENV, "DATABASE_URL": postgres_url, "LORAPEDIA_MAX_QUEUED_JOBS": "30"}
+    webs = [server_factory(env=env, var_dir=tmp_path / f"web-{n}") for n in range(2)]
+    for n in range(3):
+        worker_factory(tmp_path / f"worker-{n}", env)
+    quick = {**LEARNING_JOB, "training": {**LEARNING_JOB["training"], "max_steps": 2}}
+    job_ids = [submit(webs[n % 2].url, quick) for n in range(20)]
+    watched = submit(webs[0].url, {**LEARNING_JOB, "training": {**LEARNING_JOB["training"], "max_steps": 20}})
+    # the job queued through one web process streams through the other, step by step, to its end
+    events = follow(webs[1].url, watched)
+    assert [event.id for event in events if event.event == "metric"] == [str(step) for step in range(1, 21)]
+    assert events[-1].event == "done" and events[-1].json()["status"] == "succeeded"
+    finished = [wait_for(webs[n % 2].url, job_id, lambda job: job["status"] not in ("queued", "running"), timeout=240)
+                for n, job_id in enumerate(job_ids)]
+    assert [job["status"] for job in finished] == ["succeeded"] * 20
+    claims = "".join((tmp_path / f"worker-{n}.log").read_text() for n in range(3))
+    for job in finished:
+        assert claims.count(f"claimed job {job['id']}\n") == 1, job["id"]  # claimed once, by one worker
+        assert [row["step"] for row in httpx.get(f"{webs[1].url}/api/jobs/{job['id']}/metrics").json()] == [1, 2]
+    assert len({job["worker_id"] for job in finished}) >= 2, "one worker took every job: the sharing was not exercised"
+    engine = make_engine(Settings(var_dir=tmp_path / "check", database_url=postgres_url))
+    with engine.connect() as connection:  # the migrations built on PostgreSQL exactly what the models declare
+        assert compare_metadata(MigrationContext.configure(connection), schema_metadata()) == []
     engine.dispose()

@@ -134,7 +134,7 @@ def test_the_api_the_calculator_form_and_the_job_form_refuse_alike(client, group
     assert text in messages["job form"] or f"{value:,}" in messages["job form"]
 
 
-LAYERS = {"spec": 0, "content": 1, "calc": 1, "jobs": 2, "training": 2, "web": 3}
+LAYERS = {"spec": 0, "content": 1, "calc": 1, "accounts": 1, "jobs": 2, "training": 2, "web": 3}
 
 
 def _imports() -> dict[str, set[str]]:

@@ -104,7 +104,7 @@ def test_schedulers_that_need_no_kwargs_are_queued(client, scheduler):
 def test_the_prediction_says_what_it_assumed(client):
     job = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "adagrad"}}).json()
     assert job["predicted_trainable_params"] > 0
-    assert job["prediction_basis"] == {"base_dtype": "fp32", "optimizer": "adagrad"}
+    assert job["prediction_basis"] == {"base_dtype": "fp32", "optimizer": "adagrad", "flops_per_second": 5e10}
     job = client.post("/api/jobs", json={**SMALL_JOB, "training": {"max_steps": 5, "optim": "sgd"}}).json()
     assert job["prediction_basis"]["optimizer"] == "sgd"
 

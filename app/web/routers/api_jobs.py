@@ -15,6 +15,7 @@ from app.content import datasets
 from app.jobs import service
 from app.jobs.tables import Job, JobPublic, MetricPublic
 from app.spec import FieldError, JobCreate
+from app.web.auth import JobCreator, ViewerDep
 from app.web.deps import CatalogueDep, EngineDep, SessionDep, SettingsDep
 from app.web.sse import job_event_stream, parse_resume_step
 
@@ -22,22 +23,39 @@ router = APIRouter(prefix="/api", tags=["jobs"])
 PREVIEW_ROWS = 3
 
 
-def existing_job(job_id: int, session: SessionDep) -> Job:
-    """The job with this id, or 404 (also for ids no job can have: below 1 or above 2**63-1)."""
+def existing_job(job_id: int, session: SessionDep, viewer: ViewerDep) -> Job:
+    """The job with this id, or 404 (also for ids no job can have, and for a job its owner has not shared)."""
     job = service.get_job(session, job_id)
-    if job is None:
+    if job is None or not viewer.can_view(job):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no job {job_id}")
     return job
 
 
-def existing_job_id(job_id: int, engine: EngineDep) -> int:
-    """404 unless the job exists; opens its own short session so a long stream holds no connection."""
+def existing_job_id(job_id: int, engine: EngineDep, viewer: ViewerDep) -> int:
+    """404 unless the job exists and may be seen; opens its own short session so a long stream holds no connection."""
     with Session(engine) as session:
-        existing_job(job_id, session)
+        existing_job(job_id, session, viewer)
     return job_id
 
 
 JobDep = Annotated[Job, Depends(existing_job)]
+
+
+def controlled_job(job: JobDep, viewer: ViewerDep) -> Job:
+    """The job, if the requester may act on it (its owner or an admin); 403 for one they may only see."""
+    if not viewer.can_control(job):
+        raise HTTPException(status.HTTP_403_FORBIDDEN, f"job {job.id} belongs to another account: only its owner or an admin may do this")
+    return job
+
+
+ControlledJobDep = Annotated[Job, Depends(controlled_job)]
+
+
+def job_controls(job_id: int, engine: EngineDep, viewer: ViewerDep) -> bool:
+    """Whether the requester may act on a job they may see (for streams, which hold no session)."""
+    with Session(engine) as session:
+        return viewer.can_control(existing_job(job_id, session, viewer))
+NOT_YOURS = {403: {"description": "The job belongs to another account"}, 404: {"description": "No such job, or not shared with you"}}
 
 
 class DatasetPublic(BaseModel):
@@ -61,11 +79,13 @@ def list_datasets(settings: SettingsDep) -> list[DatasetPublic]:
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="Queue a fine-tuning job",
-             responses={422: {"description": "A field breaks a rule or an instance limit; `detail` names it and says why"}})
+             responses={422: {"description": "A field breaks a rule, an instance limit or the user's quota; `detail` names it and says why"},
+                        401: {"description": "Accounts are on and no valid session or bearer token came with the request"},
+                        403: {"description": "A non-loopback instance without accounts that is not marked open"}})
 def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep,
-               response: Response) -> JobPublic:
+               response: Response, creator: JobCreator) -> JobPublic:
     try:
-        job = service.create_job(session, settings, catalogue, request)
+        job = service.create_job(session, settings, catalogue, request, owner_id=creator.id if creator else None)
     except FieldError as rejected:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [rejected.as_error(("body",))]) from rejected
     response.headers["Location"] = f"/api/jobs/{job.id}"
@@ -73,8 +93,8 @@ def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, c
 
 
 @router.get("/jobs", summary="Jobs, newest first")
-def list_jobs(session: SessionDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[JobPublic]:
-    return service.list_jobs(session, limit)
+def list_jobs(session: SessionDep, viewer: ViewerDep, limit: Annotated[int, Query(ge=1, le=1000)] = 200) -> list[JobPublic]:
+    return service.list_jobs(session, limit, viewer.visible())
 
 
 @router.get("/jobs/{job_id}", summary="A job: status, config, measured and predicted figures")
@@ -102,8 +122,8 @@ async def job_events(
 
 @router.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED,
              summary="Cancel: a queued job at once, a running one within one optimizer step",
-             responses={409: {"description": "The job has already finished"}})
-def cancel_job(job: JobDep, session: SessionDep) -> JobPublic:
+             responses={409: {"description": "The job has already finished"}, **NOT_YOURS})
+def cancel_job(job: ControlledJobDep, session: SessionDep) -> JobPublic:
     try:
         job = service.request_cancel(session, job)
     except service.JobConflict as conflict:
@@ -112,8 +132,9 @@ def cancel_job(job: JobDep, session: SessionDep) -> JobPublic:
 
 
 @router.get("/jobs/{job_id}/adapter", summary="The trained adapter in PEFT format, as a zip",
-            response_class=Response, responses={200: {"content": {"application/zip": {}}}, 404: {"description": "No adapter (yet)"}})
-def download_adapter(job: JobDep, session: SessionDep) -> Response:
+            response_class=Response, responses={200: {"content": {"application/zip": {}}}, 404: {"description": "No adapter (yet)"},
+                                                403: NOT_YOURS[403]})
+def download_adapter(job: ControlledJobDep, session: SessionDep) -> Response:
     content = service.adapter_archive(session, job.id)
     if content is None:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"job {job.id} has no adapter: it is {job.status.value}")

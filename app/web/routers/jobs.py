@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -19,7 +20,8 @@ from app.spec.base import as_text
 from app.spec.errors import by_field
 from app.web import forms
 from app.web.deps import CatalogueDep, EngineDep, LibraryDep, SessionDep, SettingsDep
-from app.web.routers.api_jobs import JobDep, existing_job_id
+from app.web.auth import JobCreator, ViewerDep
+from app.web.routers.api_jobs import ControlledJobDep, JobDep, existing_job_id, job_controls
 from app.web.sse import job_event_stream, parse_resume_step
 from app.web.guard import off_loop
 from app.web.templating import is_htmx, render, templates
@@ -32,9 +34,9 @@ CHART_FIELDS = {"step", "train_loss", "eval_loss", "learning_rate"}
 
 
 @router.get("/jobs", response_class=HTMLResponse)
-def job_list(request: Request, session: SessionDep):
-    """Every job: status, model, key parameters, final loss."""
-    return render(request, "jobs/list.html", {"jobs": service.list_jobs(session)}, block="jobs")
+def job_list(request: Request, session: SessionDep, viewer: ViewerDep):
+    """Every job the requester may see: status, model, key parameters, final loss."""
+    return render(request, "jobs/list.html", {"jobs": service.list_jobs(session, visible=viewer.visible())}, block="jobs")
 
 
 def focused_field(slug: str | None) -> str | None:
@@ -88,7 +90,8 @@ def data_preview(settings, submitted: dict[str, str]) -> tuple[dict[str, Any] | 
 
 
 @router.post("/jobs/new", response_class=HTMLResponse)
-async def submit_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep, catalogue: CatalogueDep):
+async def submit_job(request: Request, session: SessionDep, settings: SettingsDep, library: LibraryDep, catalogue: CatalogueDep,
+                     creator: JobCreator):
     """Queue the job and go to its page; or show the form again with a message at each bad field.
 
     The "Preview the data" button shows the rows the job would train on without queueing anything.
@@ -105,7 +108,8 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
     errors = outcome.errors
     if not errors:
         try:
-            job = await off_loop(service.create_job, session, settings, catalogue, outcome.request)
+            job = await off_loop(service.create_job, session, settings, catalogue, outcome.request,
+                                 owner_id=creator.id if creator else None)
         except FieldError as error:
             errors = by_field([error.as_error()])
     if errors:
@@ -118,12 +122,12 @@ async def submit_job(request: Request, session: SessionDep, settings: SettingsDe
 
 
 @router.get("/jobs/{job_id}", response_class=HTMLResponse)
-def job_page(request: Request, job: JobDep, session: SessionDep, library: LibraryDep, settings: SettingsDep):
+def job_page(request: Request, job: JobDep, session: SessionDep, library: LibraryDep, settings: SettingsDep, viewer: ViewerDep):
     """A job: config, live chart and progress, samples, predicted vs measured, download and cancel."""
     public = service.job_public(session, job)
     metrics = service.metrics_after(session, job.id)
     scored_by_exact_match = datasets.dataset_tasks(settings.content_dir).get(public.dataset) == "exact_match"
-    return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None) | {
+    return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None, viewer.can_control(job)) | {
         "metrics": metrics,
         # decided by the dataset, so a live page has the column before its first evaluation arrives
         "has_exact_match": scored_by_exact_match or any(point.exact_match is not None for point in metrics),
@@ -137,7 +141,7 @@ def job_page(request: Request, job: JobDep, session: SessionDep, library: Librar
 
 
 @router.post("/jobs/{job_id}/cancel", response_class=HTMLResponse)
-def cancel_job(request: Request, job: JobDep, session: SessionDep):
+def cancel_job(request: Request, job: ControlledJobDep, session: SessionDep):
     """Ask the job to stop; back to its page (htmx swaps the progress block)."""
     try:
         job = service.request_cancel(session, job)
@@ -154,17 +158,19 @@ async def job_page_events(
     job_id: Annotated[int, Depends(existing_job_id)],
     engine: EngineDep,
     settings: SettingsDep,
+    controls: Annotated[bool, Depends(job_controls)],
     after: Annotated[int | None, Query(ge=0, le=service.MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The API's event stream plus the page's progress and results blocks as HTML for htmx to swap."""
-    async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds, render_live_blocks):
+    fragments = partial(render_live_blocks, can_control=controls)
+    async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds, fragments):
         yield event
 
 
-def detail_context(job: JobPublic, last_metric: MetricPublic | None) -> dict[str, Any]:
-    """What the progress and results blocks show."""
-    return {"job": job, "last_metric": last_metric, "eta_seconds": eta_seconds(job, last_metric)}
+def detail_context(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True) -> dict[str, Any]:
+    """What the progress and results blocks show (cancel, retry and download only to whoever may use them)."""
+    return {"job": job, "last_metric": last_metric, "eta_seconds": eta_seconds(job, last_metric), "can_control": can_control}
 
 
 def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | None:
@@ -174,8 +180,8 @@ def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | Non
     return last_metric.elapsed_seconds / last_metric.step * max(job.total_steps - last_metric.step, 0)
 
 
-def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None) -> dict[str, str]:
+def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True) -> dict[str, str]:
     """The detail page's live blocks as HTML, one SSE event each."""
     template = templates.get_template(DETAIL_TEMPLATE)
-    context = template.new_context(detail_context(job, last_metric))
+    context = template.new_context(detail_context(job, last_metric, can_control))
     return {name: "".join(template.blocks[name](context)) for name in LIVE_BLOCKS}

@@ -1,0 +1,1 @@
+"""Alembic migrations of the database schema; `lorapedia init-db` (and every start) upgrades to head."""

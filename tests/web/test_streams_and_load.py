@@ -1,0 +1,99 @@
+"""Fan-out and shutdown: subscribers of one job share one database poll; SIGTERM ends open streams at once; 200 readers."""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from app.jobs import queue
+from app.web.sse import hub_for, job_event_stream
+from tests.jobs.sse_client import parse_events
+
+SMALL_JOB = {"model": "tiny-llama", "dataset": "addition", "lora": {"r": 4}, "training": {"max_steps": 50}}
+SUBSCRIBERS = 20
+
+
+def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    engine = app.state.engine
+    queue.claim_next_job(engine, "w", 60)
+    queue.record_start(engine, job_id, "w", {"total_steps": 50})
+    statements: list[str] = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+
+    async def subscriber(received: list[int]) -> None:
+        async for item in job_event_stream(engine, job_id, 0, settings.poll_seconds):
+            if item.event == "metric":
+                received.append(int(item.id))
+            if len(received) == 5:
+                return
+
+    async def run() -> list[list[int]]:
+        received: list[list[int]] = [[] for _ in range(SUBSCRIBERS)]
+        tasks = [asyncio.create_task(subscriber(steps)) for steps in received]
+        await asyncio.sleep(0.5)
+        for step in range(1, 6):  # the worker's part: a metric row every 0.1 s
+            await asyncio.to_thread(queue.append_metric, engine, job_id, {"step": step, "train_loss": 1.0})
+            await asyncio.sleep(0.1)
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        return received
+
+    started = time.monotonic()
+    received = asyncio.run(run())
+    elapsed = time.monotonic() - started
+    assert received == [[1, 2, 3, 4, 5]] * SUBSCRIBERS
+    metric_reads = sum("FROM metric_point" in statement and "max(" not in statement for statement in statements)
+    polls = elapsed / settings.poll_seconds
+    # one shared poll reads the metrics once per interval; a poll per subscriber would read them 20 times as often
+    assert metric_reads <= polls + 5, (metric_reads, polls)
+    assert not hub_for(engine).feeds  # the feed stopped with its last subscriber
+
+
+def test_sigterm_ends_open_event_streams_at_once(server_factory):
+    server = server_factory()  # no worker: the job stays queued and its stream would stay open for good
+    job_id = httpx.post(f"{server.url}/api/jobs", json=SMALL_JOB).json()["id"]
+    events: list = []
+    opened = threading.Event()
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{server.url}/api/jobs/{job_id}/events", timeout=60) as response:
+            for item in parse_events(response.iter_lines()):
+                events.append(item)
+                opened.set()
+
+    listeners = [threading.Thread(target=listen, daemon=True) for _ in range(5)]
+    for listener in listeners:
+        listener.start()
+    assert opened.wait(20)
+    time.sleep(0.5)  # every listener connected
+    stopping = time.monotonic()
+    server.process.send_signal(signal.SIGTERM)
+    server.process.wait(timeout=30)
+    assert time.monotonic() - stopping < 5, server.log()
+    for listener in listeners:
+        listener.join(5)
+        assert not listener.is_alive()
+    assert {item.event for item in events} == {"status"}
+
+
+@pytest.mark.slow
+def test_200_concurrent_page_readers_get_no_errors(server_factory):
+    server = server_factory()
+    for _ in range(5):
+        httpx.post(f"{server.url}/api/jobs", json=SMALL_JOB)
+
+    async def read_all() -> list[int]:
+        limits = httpx.Limits(max_connections=200, max_keepalive_connections=200)
+        async with httpx.AsyncClient(base_url=server.url, limits=limits, timeout=120) as http:
+            paths = ["/jobs", "/api/jobs", "/jobs/1", "/api/jobs/1/metrics"] * 50
+            return [response.status_code for response in await asyncio.gather(*(http.get(path) for path in paths))]
+
+    statuses = asyncio.run(read_all())
+    assert statuses == [200] * 200, sorted(set(statuses))
+    assert "QueuePool" not in server.log()
