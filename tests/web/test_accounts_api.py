@@ -8,6 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlmodel import Session
 
+from app.web.security import CSRF_COOKIE, CSRF_HEADER
+from tests.conftest import TEST_CSRF_TOKEN
 from app.accounts import create_account, create_token
 from app.jobs import queue
 from app.jobs.tables import JobStatus
@@ -20,7 +22,9 @@ PASSWORD = "a long enough password"
 
 
 def make_client(tmp_path, **overrides) -> TestClient:
-    return TestClient(create_app(Settings(var_dir=tmp_path / "var", poll_seconds=0.05, accounts=True, **overrides)))
+    """A client of an app with accounts on, holding a CSRF token as a browser on the site does."""
+    return TestClient(create_app(Settings(var_dir=tmp_path / "var", poll_seconds=0.05, accounts=True, **overrides)),
+                      cookies={CSRF_COOKIE: TEST_CSRF_TOKEN}, headers={CSRF_HEADER: TEST_CSRF_TOKEN})
 
 
 @pytest.fixture
