@@ -102,10 +102,13 @@ SHARED = sorted(
 
 
 @pytest.fixture(scope="module")
-def client():
+def client(tmp_path_factory):
     from app.main import create_app
+    from app.settings import Settings
+    from app.web.security import CSRF_COOKIE, CSRF_HEADER
 
-    with TestClient(create_app()) as test_client:
+    app = create_app(Settings(var_dir=tmp_path_factory.mktemp("var")))
+    with TestClient(app, cookies={CSRF_COOKIE: "t" * 32}, headers={CSRF_HEADER: "t" * 32}) as test_client:
         yield test_client
 
 
