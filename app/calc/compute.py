@@ -9,7 +9,7 @@ from app.calc.architecture import Architecture
 from app.calc.catalogue import Catalogue, load_catalogue
 from app.calc.families import architecture_from_config
 from app.calc.lints import collect_lints
-from app.calc.memory import estimate_memory
+from app.calc.memory import BatchShape, estimate_memory
 from app.calc.request import CalcRequest
 from app.calc.result import (
     AdapterFileSize,
@@ -26,8 +26,11 @@ from app.calc.result import (
 from app.calc.trainable import Adapted, ParamCount, count_trainable
 
 
-def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None) -> CalcResult:
-    """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError)."""
+def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None, shape: BatchShape | None = None) -> CalcResult:
+    """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError).
+
+    `shape` replaces the calculator's assumed peak micro-batch with one measured from real data (a job's).
+    """
     if not isinstance(request, CalcRequest):
         request = CalcRequest.model_validate(request)
     catalogue = catalogue or load_catalogue()
@@ -39,7 +42,7 @@ def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None =
         name = _pasted_name(config)
     arch = architecture_from_config(config)
     count = count_trainable(request.lora, arch)
-    return _result(request, arch, count, ModelInfo(
+    return _result(request, arch, count, shape, ModelInfo(
         id=info_id, name=name, hf_id=hf_id, model_type=arch.model_type, family=arch.family,
         num_layers=arch.num_layers, hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
         tie_word_embeddings=arch.tie_word_embeddings, notes=list(arch.notes),
@@ -70,9 +73,9 @@ def group_rows(adapted: list[Adapted]) -> list[ModuleRow]:
     return rows
 
 
-def _result(request: CalcRequest, arch: Architecture, count: ParamCount, info: ModelInfo) -> CalcResult:
+def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: BatchShape | None, info: ModelInfo) -> CalcResult:
     spec, training = request.lora, request.training
-    memory = estimate_memory(arch, count, training, float(spec.lora_dropout))
+    memory = estimate_memory(arch, count, training, float(spec.lora_dropout), shape, spec.use_dora)
     lints = collect_lints(spec, training, arch, count)
     fp32, bf16, tensors = adapter_file_bytes(spec, arch, count)
     targets = count.resolved.target_modules
@@ -93,6 +96,9 @@ def _result(request: CalcRequest, arch: Architecture, count: ParamCount, info: M
         memory=MemoryResult(
             components=[MemoryComponent(key=p.key, label=p.label, bytes=p.bytes, detail=p.detail) for p in memory.parts],
             total_bytes=memory.total_bytes,
+            allocated_bytes=memory.allocated_bytes,
+            reserved_bytes=memory.reserved_bytes,
+            basis=memory.basis,
             assumptions=memory.assumptions,
             sources=list(memory.sources),
         ),

@@ -56,10 +56,13 @@ class MemoryComponent(BaseModel):
 
 
 class MemoryResult(BaseModel):
-    """Per-device training memory, estimated."""
+    """Per-device training memory, estimated, with what each total predicts."""
 
     components: list[MemoryComponent]
-    total_bytes: int
+    total_bytes: int = Field(description="What nvidia-smi shows at the peak: reserved_bytes + the CUDA context (CPU: peak RSS).")
+    allocated_bytes: int = Field(description="Predicts torch.cuda.max_memory_allocated: the live tensors at the peak.")
+    reserved_bytes: int = Field(description="Predicts torch.cuda.max_memory_reserved: allocated + the caching allocator's slack.")
+    basis: str = Field(description="What total_bytes predicts, in words.")
     assumptions: list[str]
     sources: list[str]
 
