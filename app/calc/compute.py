@@ -8,12 +8,15 @@ from app.calc.adapter_file import adapter_file_bytes
 from app.calc.architecture import Architecture
 from app.calc.catalogue import Catalogue, load_catalogue
 from app.calc.families import architecture_from_config
+from app.calc.fit import FitReport, Lever, fit_report
 from app.calc.lints import collect_lints
 from app.calc.memory import BatchShape, estimate_memory
 from app.calc.request import CalcRequest
 from app.calc.result import (
     AdapterFileSize,
     CalcResult,
+    FitResult,
+    LeverResult,
     LintResult,
     MemoryComponent,
     MemoryResult,
@@ -77,6 +80,8 @@ def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: 
     spec, training = request.lora, request.training
     memory = estimate_memory(arch, count, training, float(spec.lora_dropout), shape, spec.use_dora)
     lints = collect_lints(spec, training, arch, count)
+    leaves = tuple(dict.fromkeys(item.template.rpartition(".")[2] for item in count.adapted))
+    report = fit_report(request, arch, leaves, shape)
     fp32, bf16, tensors = adapter_file_bytes(spec, arch, count)
     targets = count.resolved.target_modules
     scalings = sorted({round(item.scaling, 12) for item in count.adapted})
@@ -102,7 +107,22 @@ def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: 
             assumptions=memory.assumptions,
             sources=list(memory.sources),
         ),
+        fit=_fit_result(report) if report else None,
         training=TrainingSummary(effective_batch_size=training.effective_batch_size, tokens_per_step=training.tokens_per_step),
         lints=[LintResult(**vars(lint)) for lint in lints],
         lora=spec.model_dump(mode="json"),
+    )
+
+
+def _lever_result(lever: Lever) -> LeverResult:
+    return LeverResult(key=lever.key, label=lever.label, cost=lever.cost, change=lever.change, total_bytes=lever.total_bytes,
+                       status=lever.status, query=lever.query)
+
+
+def _fit_result(report: FitReport) -> FitResult:
+    return FitResult(
+        gpu=report.gpu, capacity_bytes=report.capacity_bytes, total_bytes=report.total_bytes,
+        headroom_bytes=report.headroom_bytes, status=report.status, longest_seq_length=report.longest_seq_length,
+        largest_batch_size=report.largest_batch_size, levers=[_lever_result(lever) for lever in report.levers],
+        suggested=_lever_result(report.suggested) if report.suggested else None,
     )

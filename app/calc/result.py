@@ -67,6 +67,32 @@ class MemoryResult(BaseModel):
     sources: list[str]
 
 
+class LeverResult(BaseModel):
+    """One change that lowers memory, with the total it leads to and the calculator query that applies it."""
+
+    key: str
+    label: str
+    cost: str = Field(description="What it costs in speed, or in what is trained.")
+    change: str = Field(description="The fields it changes, as name=value.")
+    total_bytes: int = Field(description="The memory total after the change (same basis as memory.total_bytes).")
+    status: str = Field(description="fits, tight or out of memory.")
+    query: dict[str, str] = Field(description="Query parameters of /calculator with the change applied.")
+
+
+class FitResult(BaseModel):
+    """The estimate against the picked GPU (per device; data parallel keeps a whole copy on each)."""
+
+    gpu: str
+    capacity_bytes: int = Field(description="The GPU's total memory as the driver reports it.")
+    total_bytes: int
+    headroom_bytes: int = Field(description="capacity_bytes - total_bytes; negative when it does not fit.")
+    status: str = Field(description="fits (at most 90% of the GPU), tight (90-100%) or out of memory.")
+    longest_seq_length: int | None = Field(description="Longest max_seq_length that fits with every sequence that long; null: none.")
+    largest_batch_size: int | None = Field(description="Largest per_device_train_batch_size that fits; null: not even 1.")
+    levers: list[LeverResult] = Field(description="Changes that lower memory, cheapest first (empty when it fits).")
+    suggested: LeverResult | None = Field(description="The cheapest single lever or combination that fits, when it does not.")
+
+
 class LintResult(BaseModel):
     """Advice about the configuration."""
 
@@ -115,6 +141,7 @@ class CalcResult(BaseModel):
     resolved_target_modules: list[str] | str | None = Field(description="target_modules as peft holds them after defaults and rewrites.")
     resolved_target_parameters: list[str]
     memory: MemoryResult
+    fit: FitResult | None = Field(None, description="Against the picked GPU (training.gpu); null when none is picked.")
     training: TrainingSummary
     lints: list[LintResult]
     lora: dict[str, Any] = Field(description="The LoRA settings used, defaults filled in.")
