@@ -115,7 +115,7 @@ def jobs(steps: int) -> list[float]:
         peak = measured["peak"]
         ratios.append(peak / after)
         print(f"{dataset:>15} {shape['rows']:>3} x {shape['width']:>3} ({shape['loss_tokens']:>3}) {peak / mib:>5,.0f} MiB | "
-              f"{before / mib:>9,.0f} MiB {peak / before:>9.2f} | {after / mib:>9,.0f} MiB {peak / after:>9.2f}")
+              f"{before / mib:>9,.0f} MiB {peak / before:>9.2f} | {after / mib:>9,.0f} MiB {peak / after:>9.2f}", flush=True)
     return ratios
 
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from tests.conftest import serious_accessibility_violations
+
 pytestmark = pytest.mark.browser
 
 
@@ -16,6 +18,7 @@ def test_pick_a_gpu_apply_the_suggestion_and_reload(page, live_server):
     assert page.locator("#fit-badge").inner_text() == "out of memory"
     assert "gpu=rtx4090" in page.url
     assert "24 GB" in page.locator("#fit-heading").inner_text()
+    assert serious_accessibility_violations(page) == []
 
     page.click("#apply-suggestion")
     page.wait_for_load_state()
