@@ -11,6 +11,7 @@ from app.spec.training import CalcTrainingSpec
 GIB = 1024**3
 FRAMEWORK_BYTES = GIB // 2  # CUDA context, cuBLAS workspace, kernels: outside PyTorch's allocator, inside nvidia-smi's figure
 FRAGMENTATION = 0.10  # caching-allocator slack: reserved over allocated at the peak
+LOGIT_BYTES = 12  # per token x vocabulary entry at the backward peak: log-probs, their gradient, the logits' gradient
 OPTIMIZER_STATE_BYTES = {  # per fp32 trainable parameter
     "adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8,
     "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0, "adafactor": None, "adagrad": 4, "rmsprop": 4,
@@ -52,10 +53,10 @@ class Framework:
 
 FRAMEWORKS: dict[str, Framework] = {
     "transformers": Framework(
-        "transformers + peft", 4, 12, "full logits, upcast to fp32 (transformers ForCausalLMLoss)", True, False, False,
+        "transformers + peft", 4, LOGIT_BYTES, "full logits, upcast to fp32 (transformers ForCausalLMLoss)", True, False, False,
         "transformers 5 loss_utils.ForCausalLMLoss (logits.float()); peft autocast_adapter_dtype=True"),
     "axolotl": Framework(
-        "Axolotl", 4, 12, "full logits through the Trainer's loss, as transformers (no cut_cross_entropy plugin)", True, False,
+        "Axolotl", 4, LOGIT_BYTES, "full logits through the Trainer's loss, as transformers (no cut_cross_entropy plugin)", True, False,
         False, "Axolotl src/axolotl/loaders/model.py: prepare_model_for_kbit_training for qlora; HF Trainer loss"),
     "unsloth": Framework(
         "Unsloth", 4, 4, "fused cross-entropy kernel: 16-bit logits, gradient written in place", False, False, True,
@@ -203,8 +204,6 @@ def _adapter_parts(count: ParamCount, training: CalcTrainingSpec, framework: Fra
     ]
 
 
-ADAPTER_BYTES = 4  # peft upcasts adapter weights to fp32 (autocast_adapter_dtype) and casts their input to match
-LOGIT_BYTES = 12  # per token x vocabulary entry at the backward peak: log-probs, their gradient, the logits' gradient
 CPU_PROCESS_BYTES = 420 * 1024**2  # resident set of Python with torch, transformers and peft imported (measured)
 CPU_HEAP_RETENTION = 1.0  # glibc keeps freed heap: peak RSS runs about one activation peak above live tensors
 
