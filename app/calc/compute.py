@@ -7,13 +7,16 @@ from typing import Any
 from app.calc.adapter_file import adapter_file_bytes
 from app.calc.architecture import Architecture
 from app.calc.catalogue import Catalogue, load_catalogue
+from app.calc.fit import FitReport, Lever, fit_report
 from app.calc.tree import TreeSource, task_for
 from app.calc.lints import collect_lints
-from app.calc.memory import estimate_memory
+from app.calc.memory import BatchShape, estimate_memory
 from app.calc.request import CalcRequest
 from app.calc.result import (
     AdapterFileSize,
     CalcResult,
+    FitResult,
+    LeverResult,
     LintResult,
     MemoryComponent,
     MemoryResult,
@@ -28,10 +31,11 @@ from app.spec.errors import FieldError
 
 
 def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None,
-            trees: TreeSource | None = None) -> CalcResult:
+            trees: TreeSource | None = None, shape: BatchShape | None = None) -> CalcResult:
     """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError).
 
     Catalogue models use their shipped trees; a pasted config.json needs `trees` (app.jobs.trees.TreeService).
+    `shape` replaces the calculator's assumed peak micro-batch with one measured from real data (a job's).
     """
     if not isinstance(request, CalcRequest):
         request = CalcRequest.model_validate(request)
@@ -45,7 +49,7 @@ def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None =
         name = _pasted_name(config)
         arch = architecture_of_config(config, request.lora.task_type, trees)
     count = count_trainable(request.lora, arch)
-    return _result(request, arch, count, ModelInfo(
+    return _result(request, arch, count, shape, ModelInfo(
         id=info_id, name=name, hf_id=hf_id, model_type=arch.model_type, family=arch.family,
         num_layers=arch.num_layers, hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
         tie_word_embeddings=arch.tie_word_embeddings, notes=list(arch.notes),
@@ -84,10 +88,12 @@ def group_rows(adapted: list[Adapted]) -> list[ModuleRow]:
     return rows
 
 
-def _result(request: CalcRequest, arch: Architecture, count: ParamCount, info: ModelInfo) -> CalcResult:
+def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: BatchShape | None, info: ModelInfo) -> CalcResult:
     spec, training = request.lora, request.training
-    memory = estimate_memory(arch, count, training, float(spec.lora_dropout))
+    memory = estimate_memory(arch, count, training, float(spec.lora_dropout), shape, spec.use_dora)
     lints = collect_lints(spec, training, arch, count)
+    leaves = tuple(dict.fromkeys(item.template.rpartition(".")[2] for item in count.adapted))
+    report = fit_report(request, arch, leaves, shape)
     fp32, bf16, tensors = adapter_file_bytes(spec, arch, count)
     targets = count.resolved.target_modules
     scalings = sorted({round(item.scaling, 12) for item in count.adapted})
@@ -108,10 +114,28 @@ def _result(request: CalcRequest, arch: Architecture, count: ParamCount, info: M
             components=[MemoryComponent(key=p.key, label=p.label, bytes=p.bytes, detail=p.detail,
                                         not_measured_on_gpu=list(p.not_measured_on_gpu)) for p in memory.parts],
             total_bytes=memory.total_bytes,
+            allocated_bytes=memory.allocated_bytes,
+            reserved_bytes=memory.reserved_bytes,
+            basis=memory.basis,
             assumptions=memory.assumptions,
             sources=list(memory.sources),
         ),
+        fit=_fit_result(report) if report else None,
         training=TrainingSummary(effective_batch_size=training.effective_batch_size, tokens_per_step=training.tokens_per_step),
         lints=[LintResult(**vars(lint)) for lint in lints],
         lora=spec.model_dump(mode="json"),
+    )
+
+
+def _lever_result(lever: Lever) -> LeverResult:
+    return LeverResult(key=lever.key, label=lever.label, cost=lever.cost, change=lever.change, total_bytes=lever.total_bytes,
+                       status=lever.status, query=lever.query)
+
+
+def _fit_result(report: FitReport) -> FitResult:
+    return FitResult(
+        gpu=report.gpu, capacity_bytes=report.capacity_bytes, total_bytes=report.total_bytes,
+        headroom_bytes=report.headroom_bytes, status=report.status, longest_seq_length=report.longest_seq_length,
+        largest_batch_size=report.largest_batch_size, levers=[_lever_result(lever) for lever in report.levers],
+        suggested=_lever_result(report.suggested) if report.suggested else None,
     )

@@ -9,8 +9,9 @@ from app.calc.trainable import PARAMETER, ParamCount
 from app.spec.training import CalcTrainingSpec
 
 GIB = 1024**3
-FRAMEWORK_BYTES = GIB // 2  # CUDA context, cuBLAS workspace, kernels: a common observed floor
-FRAGMENTATION = 0.10  # caching-allocator slack on top of the live tensors
+FRAMEWORK_BYTES = GIB // 2  # CUDA context, cuBLAS workspace, kernels: outside PyTorch's allocator, inside nvidia-smi's figure
+FRAGMENTATION = 0.10  # caching-allocator slack: reserved over allocated at the peak
+LOGIT_BYTES = 12  # per token x vocabulary entry at the backward peak: log-probs, their gradient, the logits' gradient
 OPTIMIZER_STATE_BYTES = {  # per fp32 trainable parameter
     "adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8,
     "adamw_8bit": 2, "paged_adamw_8bit": 2, "sgd": 0, "adafactor": None, "adagrad": 4, "rmsprop": 4,
@@ -27,6 +28,12 @@ SOURCES = (
     "peft 0.21 lora.Linear.forward: adapters upcast to fp32, input cast to the adapter dtype per module",
     "FlashAttention-2, Dao 2023 (arXiv 2307.08691): backward recomputes the scores from q, k, v, output and logsumexp",
     "glibc mallopt(3), M_MMAP_THRESHOLD: dynamic threshold, freed heap stays mapped",
+    "peft 0.21 tuners/lora/dora.py DoraLinearLayer.forward: the weight norm is detached; (m/||W+sBA|| - 1) x base "
+    "output + m/||W+sBA|| x s x lora output keeps the base output and the LoRA output per token",
+    "peft 0.21 utils/other.py prepare_model_for_kbit_training: casts every non-quantised parameter to fp32",
+    "bitsandbytes functional.dequantize_4bit / MatMul4Bit: a 16-bit copy of the weight per matmul, forward and backward",
+    "PyTorch CUDA semantics, memory management: memory_allocated / memory_reserved (caching allocator); nvidia-smi "
+    "adds the CUDA context",
 )
 
 
@@ -41,6 +48,62 @@ CUDA_QUANTISED_RULE = "bitsandbytes' layouts: 4-bit weights with block constants
 
 
 @dataclass(frozen=True)
+class Framework:
+    """What a training framework decides about memory: loss, adapter and optimizer-state dtypes, quantisation scope."""
+
+    label: str
+    adapter_bytes: int  # dtype of LoRA weights, their gradients and (for AdamW) both moments
+    logit_bytes: int  # bytes per loss token x vocabulary entry at the loss's backward peak
+    loss: str  # how the loss is taken, in words
+    kbit_fp32_rest: bool  # prepare_model_for_kbit_training upcasts non-quantised parameters to fp32
+    quantize_adapted_only: bool  # 4-bit applies only to Linears that carry an adapter
+    offload_checkpoints: bool  # gradient checkpointing keeps the layer inputs in CPU memory
+    source: str
+
+
+FRAMEWORKS: dict[str, Framework] = {
+    "transformers": Framework(
+        "transformers + peft", 4, LOGIT_BYTES, "full logits, upcast to fp32 (transformers ForCausalLMLoss)", True, False, False,
+        "transformers 5 loss_utils.ForCausalLMLoss (logits.float()); peft autocast_adapter_dtype=True"),
+    "axolotl": Framework(
+        "Axolotl", 4, LOGIT_BYTES, "full logits through the Trainer's loss, as transformers (no cut_cross_entropy plugin)", True, False,
+        False, "Axolotl src/axolotl/loaders/model.py: prepare_model_for_kbit_training for qlora; HF Trainer loss"),
+    "unsloth": Framework(
+        "Unsloth", 4, 4, "fused cross-entropy kernel: 16-bit logits, gradient written in place", False, False, True,
+        "Unsloth kernels/cross_entropy_loss.py (fast_cross_entropy_loss); use_gradient_checkpointing=\"unsloth\" offloads "
+        "layer inputs to CPU"),
+    "torchtune": Framework(
+        "torchtune", 2, 6, "chunked cross-entropy (8 chunks upcast one at a time)", False, True, False,
+        "torchtune modules/loss/ce_chunked_output_loss.py (CEWithChunkedOutputLoss); the model, adapters and AdamW "
+        "states in bf16; QLoRA quantises the adapted Linears only (torchtune QLoRA tutorial)"),
+    "litgpt": Framework(
+        "LitGPT", 2, 4, "lm_head and cross-entropy in chunks of 128 tokens, no fp32 upcast", False, False, False,
+        "LitGPT litgpt/utils.py chunked_cross_entropy, lm_head_chunk_size=128; precision bf16-true keeps adapters and "
+        "AdamW states in bf16"),
+}
+
+
+@dataclass(frozen=True)
+class BatchShape:
+    """The peak micro-batch as data and batching make it: rows, padded width, and the positions the loss projects."""
+
+    rows: int
+    width: int
+    loss_tokens: int  # positions whose logits are computed (every token, unless the trainer projects targets only)
+
+    @property
+    def tokens(self) -> int:
+        """Token positions in the micro-batch, padding included."""
+        return self.rows * self.width
+
+    @classmethod
+    def of(cls, training: CalcTrainingSpec) -> "BatchShape":
+        """The calculator's assumption: per_device_train_batch_size rows of the typical (or maximum) length."""
+        rows, width = training.per_device_train_batch_size, training.batch_seq_length
+        return cls(rows, width, rows * width)
+
+
+@dataclass(frozen=True)
 class MemoryPart:
     """One component of the estimate."""
 
@@ -51,14 +114,26 @@ class MemoryPart:
     not_measured_on_gpu: tuple[str, ...] = ()  # the CUDA-only rules this figure rests on
 
 
+GPU_BASIS = ("peak memory of the process as nvidia-smi shows it: PyTorch's peak reserved (the caching allocator's "
+             "pool) plus the CUDA context")
+CPU_BASIS = "peak resident set of the training process (VmHWM, what top shows as RES at its highest)"
+
+
 @dataclass
 class MemoryEstimate:
-    """Per-device memory for one training step, with the assumptions stated."""
+    """Per-device memory for one training step, with the assumptions stated.
+
+    allocated_bytes predicts torch.cuda.max_memory_allocated, reserved_bytes max_memory_reserved and total_bytes
+    the peak nvidia-smi shows (reserved + CUDA context); on CPU all three read the process's resident set.
+    """
 
     parts: list[MemoryPart]
     total_bytes: int
     assumptions: list[str] = field(default_factory=list)
     sources: tuple[str, ...] = SOURCES
+    allocated_bytes: int = 0
+    reserved_bytes: int = 0
+    basis: str = GPU_BASIS
 
 
 def _compute_bytes(training: CalcTrainingSpec) -> int:
@@ -66,15 +141,22 @@ def _compute_bytes(training: CalcTrainingSpec) -> int:
     return 4 if training.base_dtype == "fp32" else 2
 
 
-def _base_weights(arch: Architecture, training: CalcTrainingSpec) -> MemoryPart:
+def _quantized_modules(arch: Architecture, count: ParamCount, framework: Framework) -> list:
+    """The Linear (and Conv1D) modules a quantised load stores in 4 or 8 bits."""
+    adapted = {item.name for item in count.adapted}
+    return [
+        module for module in arch.modules if module.kind in (LINEAR, CONV1D) and module.name != arch.output_layer
+        and (not framework.quantize_adapted_only or module.name in adapted)
+    ]
+
+
+def _base_weights(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, framework: Framework) -> MemoryPart:
     dtype = training.base_dtype
     if dtype in ("fp32", "bf16", "fp16"):
         size = 4 if dtype == "fp32" else 2
         return MemoryPart("base_weights", f"Base weights ({dtype})", arch.base_params * size,
                           f"{arch.base_params:,} parameters x {size} bytes")
-    quantizable = [
-        module for module in arch.modules if module.kind in (LINEAR, CONV1D) and module.name != arch.output_layer
-    ]
+    quantizable = _quantized_modules(arch, count, framework)
     quantized = sum(module.in_features * module.out_features for module in quantizable)
     rest = arch.base_params - quantized
     if dtype == "int8":
@@ -88,44 +170,51 @@ def _base_weights(arch: Architecture, training: CalcTrainingSpec) -> MemoryPart:
             f"{quantized:,} Linear weights x 4 bits + block constants "
             f"({'double-quantised, 0.127 bit' if training.bnb_4bit_use_double_quant else 'fp32 per 64 weights, 0.5 bit'} per weight)"
         )
+    rest_size = 4 if framework.kbit_fp32_rest else 2
     detail += f"; {rest:,} other parameters (embeddings, norms, output layer, biases"
-    detail += ", fused experts)" if arch.num_experts else ")"
-    detail += " stay 16-bit"
-    return MemoryPart("base_weights", f"Base weights ({dtype})", int(weights + rest * 2), detail, (CUDA_QUANTISED_RULE,))
+    detail += ", fused experts" if arch.num_experts else ""
+    detail += ", Linears without an adapter)" if framework.quantize_adapted_only else ")"
+    detail += (" in fp32: prepare_model_for_kbit_training upcasts every non-quantised parameter"
+               if framework.kbit_fp32_rest else " stay 16-bit")
+    return MemoryPart("base_weights", f"Base weights ({dtype})", int(weights + rest * rest_size), detail, (CUDA_QUANTISED_RULE,))
 
 
-def _adapter_parts(count: ParamCount, training: CalcTrainingSpec) -> list[MemoryPart]:
+def _adapter_parts(count: ParamCount, training: CalcTrainingSpec, framework: Framework) -> list[MemoryPart]:
     lora = sum(item.trainable for item in count.adapted)
     other = count.trainable - lora  # modules_to_save copies and unfrozen biases, kept in the base dtype
     frozen_lora = sum(item.lora_params + item.extra_params - item.trainable for item in count.adapted)
     other_size = 4 if training.base_dtype == "fp32" else 2
-    weights = (lora + frozen_lora) * 4 + other * other_size
-    grads = lora * 4 + other * other_size
+    size = 4 if training.base_dtype == "fp32" else framework.adapter_bytes
+    weights = (lora + frozen_lora) * size + other * other_size
+    grads = lora * size + other * other_size
     state = OPTIMIZER_STATE_BYTES[training.optim]
     if state is None:
         factored = sum(
             (item.r * item.experts + item.in_features) + (item.out_features + item.r * item.experts) + item.extra_params
             for item in count.adapted
         )
-        optimizer = factored * 4 + other * other_size
-        optimizer_detail = "Adafactor: factored second moment, about rows + columns per matrix, fp32"
+        optimizer = factored * size + other * other_size
+        optimizer_detail = f"Adafactor: factored second moment, about rows + columns per matrix, {size} bytes each"
     else:
         # AdamW keeps two moments in the parameter's own dtype, Adagrad and RMSprop one; 8-bit variants one byte each
-        optimizer = lora * state + other * (state // 4 * other_size if state in (4, 8) else state)
-        optimizer_detail = f"{state} bytes per fp32 trainable parameter ({training.optim})"
+        per_param = state // 4 * size if state in (4, 8) else state
+        optimizer = lora * per_param + other * (state // 4 * other_size if state in (4, 8) else state)
+        optimizer_detail = f"{per_param} bytes per trainable parameter ({training.optim}, {size}-byte adapters)"
+        if training.optim.startswith("paged_"):
+            optimizer_detail += ("; paged: the states live in CUDA unified memory and move to CPU RAM only under "
+                                 "pressure, so they are counted as resident")
     saved = ""
     if other:
         saved = f"; {other:,} parameters of modules_to_save copies and biases train in the base dtype"
+    where = ("peft upcasts adapters" if size == 4 and training.base_dtype != "fp32" else f"{framework.label} keeps the model dtype")
     return [
         MemoryPart("adapter_weights", "LoRA weights", weights,
-                   f"{lora + frozen_lora:,} adapter parameters in fp32 (peft upcasts adapters){saved}"),
+                   f"{lora + frozen_lora:,} adapter parameters x {size} bytes ({where}){saved}"),
         MemoryPart("gradients", "Gradients", grads, "one gradient per trainable parameter, same dtype as the parameter"),
         MemoryPart("optimizer", "Optimizer states", optimizer, optimizer_detail),
     ]
 
 
-ADAPTER_BYTES = 4  # peft upcasts adapter weights to fp32 (autocast_adapter_dtype) and casts their input to match
-LOGIT_BYTES = 12  # per token x vocabulary entry at the backward peak: log-probs, their gradient, the logits' gradient
 CPU_PROCESS_BYTES = 420 * 1024**2  # resident set of Python with torch, transformers and peft imported (measured)
 CPU_HEAP_RETENTION = 1.0  # glibc keeps freed heap: peak RSS runs about one activation peak above live tensors
 
@@ -165,6 +254,10 @@ class ActivationEstimate:
     seq: int
     checkpointing: bool
     vocab: int
+    loss_tokens: int = 0  # positions whose logits are computed; 0 means every token
+    logit_bytes: int = LOGIT_BYTES
+    offload_checkpoints: bool = False  # checkpointed layer inputs wait in CPU memory (Unsloth)
+    dora_per_token: float = 0.0  # DoRA's extra saved bytes per token over all layers
 
     @property
     def layer_per_token(self) -> float:
@@ -180,8 +273,9 @@ class ActivationEstimate:
     def saved_layers(self) -> float:
         """Bytes the decoder layers keep at the end of the forward pass."""
         if self.checkpointing:  # layer inputs, then one layer at a time is recomputed
-            return self.layers * self.tokens * self.layer_input_per_token + self.one_layer
-        return self.layers * self.one_layer - self.tokens * self.first_layer_saving
+            kept = 1 if self.offload_checkpoints else self.layers
+            return kept * self.tokens * self.layer_input_per_token + self.one_layer + self.tokens * self.dora_per_token / max(self.layers, 1)
+        return self.layers * self.one_layer - self.tokens * self.first_layer_saving + self.tokens * self.dora_per_token
 
     @property
     def activations(self) -> int:
@@ -189,17 +283,23 @@ class ActivationEstimate:
         return int(self.saved_layers + self.tokens * self.outside_per_token)
 
     @property
+    def logit_tokens(self) -> int:
+        """Positions projected onto the vocabulary."""
+        return self.loss_tokens or self.tokens
+
+    @property
     def logits_saved(self) -> int:
         """The fp32 log-probs log_softmax keeps for the backward pass."""
-        return self.tokens * self.vocab * 4
+        return self.logit_tokens * self.vocab * 4
 
     @property
     def logits_peak(self) -> int:
-        """Log-probs, their gradient and the logits' gradient, all fp32, alive together in log_softmax's backward."""
-        return self.tokens * self.vocab * LOGIT_BYTES
+        """The loss's backward peak: with a plain fp32 loss, log-probs, their gradient and the logits' gradient."""
+        return self.logit_tokens * self.vocab * self.logit_bytes
 
 
-def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, dropout: float) -> ActivationEstimate:
+def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, dropout: float,
+                         shape: BatchShape | None = None, use_dora: bool = False) -> ActivationEstimate:
     """Per-architecture saved-tensor model of a decoder layer (pre-norm, SDPA, frozen base, LoRA in fp32).
 
     A frozen base Linear saves no activation (only its weight, for the input gradient). What is saved:
@@ -210,6 +310,9 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     """
     a = _compute_bytes(training)
     cpu = training.base_dtype == "fp32"
+    framework = FRAMEWORKS[training.framework]
+    adapter = 4 if cpu else framework.adapter_bytes
+    shape = shape or BatchShape.of(training)
     h, i = arch.hidden_size, arch.intermediate_size
     heads, q = arch.num_attention_heads, arch.num_attention_heads * arch.head_dim
     kv = arch.num_key_value_heads * arch.head_dim
@@ -248,7 +351,9 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     per_layer = [item for item in count.adapted if item.layer is not None]
     layers = max(arch.num_layers, 1)
     # Inputs SDPA already keeps in the adapter's dtype: the attention output is a view of SDPA's output.
-    shared = {"attn_out"} if a == ADAPTER_BYTES and not eager else set()
+    shared = {"attn_out"} if a == adapter and not eager else set()
+    # DoRA keeps, per adapted module and token, the base output (activation dtype) and the LoRA output (adapter dtype)
+    dora = sum(item.out_features * (a + adapter) for item in per_layer if item.kind != PARAMETER) if use_dora else 0.0
     lora_inputs = 0.0
     seen: set[str] = set()
     fixed = 0.0
@@ -257,14 +362,14 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
         if item.kind == PARAMETER:  # W' = W + BA is rebuilt and kept for the backward pass
             fixed += item.experts * item.in_features * item.out_features * a
             continue
-        rank += ADAPTER_BYTES * item.r * item.experts
+        rank += adapter * item.r * item.experts
         source = _input_of(item.template)
         if dropout:  # each module draws its own mask and keeps its own dropped (fp32) copy
-            lora_inputs += item.in_features * (ADAPTER_BYTES + mask)
-        elif a != ADAPTER_BYTES:  # each module casts the 16-bit input to fp32 on its own
-            lora_inputs += item.in_features * ADAPTER_BYTES
+            lora_inputs += item.in_features * (adapter + mask)
+        elif a != adapter:  # each module casts the 16-bit input to fp32 on its own
+            lora_inputs += item.in_features * adapter
         elif (item.layer, source) not in seen and source not in shared:
-            lora_inputs += item.in_features * ADAPTER_BYTES
+            lora_inputs += item.in_features * adapter
         seen.add((item.layer, source))
     terms["lora_inputs"] = lora_inputs / layers
     terms["lora_rank"] = rank / layers
@@ -288,12 +393,14 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     outside = (a * h + 8 if gpt2 else 4 * h + 4) + 9  # final norm; target index (int64) and mask (bool)
     for item in count.adapted:
         if item.layer is None and item.kind != PARAMETER:
-            outside += ADAPTER_BYTES * item.r + (ADAPTER_BYTES * item.in_features if item.kind != EMBEDDING else 0)
+            outside += adapter * item.r + (adapter * item.in_features if item.kind != EMBEDDING else 0)
     return ActivationEstimate(
         act_bytes=a, cpu=cpu, per_token=terms, per_layer_fixed=fixed / layers, score_per_token=score,
         outside_per_token=outside, layer_input_per_token=a * h, first_layer_saving=first, layers=arch.num_layers,
-        tokens=training.per_device_train_batch_size * training.max_seq_length, seq=training.max_seq_length,
-        checkpointing=training.gradient_checkpointing, vocab=arch.vocab_size,
+        tokens=shape.tokens, seq=shape.width, checkpointing=training.gradient_checkpointing, vocab=arch.vocab_size,
+        loss_tokens=shape.loss_tokens, logit_bytes=4 * 3 if cpu else framework.logit_bytes,
+        offload_checkpoints=framework.offload_checkpoints and training.gradient_checkpointing and not cpu,
+        dora_per_token=dora,
     )
 
 
@@ -315,34 +422,73 @@ def _activations(estimate: ActivationEstimate, dropout: float) -> list[MemoryPar
     else:
         detail = f"{estimate.layers} layers x {estimate.tokens:,} tokens x {per_layer}"
     detail += f"; outside the layers {estimate.outside_per_token:,.0f} bytes per token (final norm, loss indices)"
+    if estimate.dora_per_token:
+        detail += f"; DoRA keeps {estimate.dora_per_token:,.0f} more bytes per token over all layers (base and LoRA outputs)"
+    if estimate.offload_checkpoints:
+        detail += "; the checkpointed layer inputs wait in CPU memory, one layer's on the GPU"
+    if estimate.logit_tokens != estimate.tokens:
+        logit_detail = f"{estimate.logit_tokens:,} loss positions (of {estimate.tokens:,} tokens)"
+    else:
+        logit_detail = f"{estimate.tokens:,} tokens"
+    logit_detail += f" x {estimate.vocab:,} vocabulary x {estimate.logit_bytes} bytes"
+    if estimate.logit_bytes == LOGIT_BYTES:
+        logit_detail += (": in log_softmax's backward the fp32 log-probs, their gradient and the logits' gradient are alive "
+                         f"together (the {size}-byte logits and their fp32 copy are freed after the forward pass)")
     return [
         MemoryPart("activations", "Activations", estimate.activations, detail, cuda_rules),
-        MemoryPart(
-            "logits", "Logits and loss", estimate.logits_peak,
-            f"{estimate.tokens:,} tokens x {estimate.vocab:,} vocabulary x {LOGIT_BYTES} bytes: in log_softmax's backward "
-            f"the fp32 log-probs, their gradient and the logits' gradient are alive together (the {size}-byte logits "
-            "and their fp32 copy are freed after the forward pass)",
-        ),
+        MemoryPart("logits", "Logits and loss", estimate.logits_peak, logit_detail),
     ]
 
 
-def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float) -> MemoryEstimate:
-    """Per-device memory of one training step: weights, adapter state, activations, overhead."""
-    saved = estimate_activations(arch, count, training, lora_dropout)
-    parts = [_base_weights(arch, training), *_adapter_parts(count, training), *_activations(saved, lora_dropout)]
+def _workspaces(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, framework: Framework,
+                use_dora: bool, act_bytes: int) -> list[MemoryPart]:
+    """Short-lived buffers at the peak: a dequantised 4-bit weight, DoRA's weight-norm matrices."""
+    parts = []
+    if training.base_dtype in ("nf4", "fp4", "int8"):
+        largest = max((m.in_features * m.out_features for m in _quantized_modules(arch, count, framework)), default=0)
+        parts.append(MemoryPart(
+            "dequant", "Dequantisation buffer", largest * act_bytes,
+            f"bitsandbytes dequantises one weight at a time to {act_bytes * 8}-bit for each matmul (forward and backward): "
+            f"the largest quantised Linear, {largest:,} weights"))
+    if use_dora:
+        modules = [item for item in count.adapted if item.kind != PARAMETER]
+        largest = max((item.in_features * (item.in_features + 2 * item.out_features) for item in modules), default=0)
+        parts.append(MemoryPart(
+            "dora_norm", "DoRA weight norm", largest * 4,
+            "peft rebuilds B·A through an identity matrix (in x in) and the full W + sBA (out x in) per module and forward "
+            "to take the column norms; the largest module's set, fp32"))
+    return parts
+
+
+def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float,
+                    shape: BatchShape | None = None, use_dora: bool = False) -> MemoryEstimate:
+    """Per-device memory of one training step: weights, adapter state, activations, workspaces, allocator and context."""
+    framework = FRAMEWORKS[training.framework]
+    saved = estimate_activations(arch, count, training, lora_dropout, shape, use_dora)
+    parts = [_base_weights(arch, count, training, framework), *_adapter_parts(count, training, framework),
+             *_activations(saved, lora_dropout), *_workspaces(arch, count, training, framework, use_dora, saved.act_bytes)]
     live = sum(part.bytes for part in parts)
     if saved.cpu:
-        retained = (saved.activations + saved.logits_peak) * CPU_HEAP_RETENTION
-        overhead = int(CPU_PROCESS_BYTES + retained)
-        overhead_detail = (
-            f"CPU run (fp32): {CPU_PROCESS_BYTES / GIB:.2f} GiB resident for Python with torch and transformers loaded, "
-            f"+ {CPU_HEAP_RETENTION:.0%} of the activation peak that glibc malloc keeps mapped after tensors are freed"
-        )
+        retained = int((saved.activations + saved.logits_peak) * CPU_HEAP_RETENTION)
+        parts.append(MemoryPart(
+            "heap_retained", "Freed heap kept by malloc", retained,
+            f"{CPU_HEAP_RETENTION:.0%} of the activation peak: glibc malloc keeps freed heap mapped, so RSS stays high"))
+        parts.append(MemoryPart(
+            "process", "Python process", CPU_PROCESS_BYTES,
+            f"{CPU_PROCESS_BYTES / GIB:.2f} GiB resident for Python with torch and transformers loaded (measured)"))
+        allocated, reserved, total, basis = live, live + retained, live + retained + CPU_PROCESS_BYTES, CPU_BASIS
     else:
-        overhead = int(FRAMEWORK_BYTES + live * FRAGMENTATION)
-        overhead_detail = "0.5 GiB for the CUDA context and workspaces + 10% of the above for allocator fragmentation"
-    cuda_rules = () if saved.cpu else (CUDA_CONTEXT_RULE, CUDA_FRAGMENTATION_RULE)
-    parts.append(MemoryPart("overhead", "Framework overhead", overhead, overhead_detail, cuda_rules))
+        slack = int(live * FRAGMENTATION)
+        parts.append(MemoryPart(
+            "allocator", "Allocator reserve", slack,
+            f"{FRAGMENTATION:.0%} of the live tensors: blocks PyTorch's caching allocator keeps reserved but not in use "
+            "at the peak (fragmentation, rounding to 512-byte blocks and 2 MiB segments)", (CUDA_FRAGMENTATION_RULE,)))
+        parts.append(MemoryPart(
+            "context", "CUDA context", FRAMEWORK_BYTES,
+            f"{FRAMEWORK_BYTES / GIB:.1f} GiB for the CUDA context, cuBLAS workspaces and kernels: outside PyTorch's "
+            "allocator, inside what nvidia-smi shows", (CUDA_CONTEXT_RULE,)))
+        allocated, reserved, basis = live, live + slack, GPU_BASIS
+        total = reserved + FRAMEWORK_BYTES
     size = saved.act_bytes
     assumptions = [
         "An estimate, not a measurement: compare with a real run's peak memory on the job page.",
@@ -393,4 +539,26 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
             "lora_dropout > 0: each adapted module keeps its own dropped fp32 copy of its input and its mask "
             f"({'a float noise tensor on CPU' if saved.cpu else 'one byte per element with CUDA fused dropout'})."
         )
-    return MemoryEstimate(parts=parts, total_bytes=live + overhead, assumptions=assumptions)
+    assumptions += _framework_assumptions(training, framework, saved, use_dora)
+    return MemoryEstimate(parts=parts, total_bytes=total, assumptions=assumptions, allocated_bytes=allocated,
+                          reserved_bytes=reserved, basis=basis)
+
+
+def _framework_assumptions(training: CalcTrainingSpec, framework: Framework, saved: ActivationEstimate,
+                           use_dora: bool) -> list[str]:
+    """What the framework choice, the data's lengths, DoRA and the optimizer add to the picture."""
+    lines = [f"Framework {framework.label}: loss by {framework.loss}; adapters and optimizer states in "
+             f"{'fp32' if framework.adapter_bytes == 4 else 'bf16'}. Source: {framework.source}."]
+    if training.typical_seq_length is not None and not training.packing:
+        lines.append(f"Sequences are padded to the longest in each micro-batch: the peak batch is taken to be "
+                     f"{saved.seq:,} tokens wide (typical_seq_length), not max_seq_length.")
+    if use_dora:
+        lines.append("DoRA: the weight norm is detached (peft, as the DoRA paper's section 4.3), so no full-size "
+                     "gradient is kept; each adapted module keeps its base output and LoRA output per token.")
+    if training.optim.startswith("paged_"):
+        lines.append("Paged optimizer: bitsandbytes allocates the states in CUDA unified memory, evicted to CPU RAM "
+                     "only when the GPU runs short; they are counted as resident, so a tight fit may still run.")
+    if training.quantized and framework.kbit_fp32_rest:
+        lines.append("prepare_model_for_kbit_training (transformers + peft, Axolotl) upcasts the embeddings, norms and "
+                     "output layer to fp32; it also turns gradient checkpointing on unless told not to.")
+    return lines

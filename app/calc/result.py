@@ -58,12 +58,41 @@ class MemoryComponent(BaseModel):
 
 
 class MemoryResult(BaseModel):
-    """Per-device training memory, estimated."""
+    """Per-device training memory, estimated, with what each total predicts."""
 
     components: list[MemoryComponent]
-    total_bytes: int
+    total_bytes: int = Field(description="What nvidia-smi shows at the peak: reserved_bytes + the CUDA context (CPU: peak RSS).")
+    allocated_bytes: int = Field(description="Predicts torch.cuda.max_memory_allocated: the live tensors at the peak.")
+    reserved_bytes: int = Field(description="Predicts torch.cuda.max_memory_reserved: allocated + the caching allocator's slack.")
+    basis: str = Field(description="What total_bytes predicts, in words.")
     assumptions: list[str]
     sources: list[str]
+
+
+class LeverResult(BaseModel):
+    """One change that lowers memory, with the total it leads to and the calculator query that applies it."""
+
+    key: str
+    label: str
+    cost: str = Field(description="What it costs in speed, or in what is trained.")
+    change: str = Field(description="The fields it changes, as name=value.")
+    total_bytes: int = Field(description="The memory total after the change (same basis as memory.total_bytes).")
+    status: str = Field(description="fits, tight or out of memory.")
+    query: dict[str, str] = Field(description="Query parameters of /calculator with the change applied.")
+
+
+class FitResult(BaseModel):
+    """The estimate against the picked GPU (per device; data parallel keeps a whole copy on each)."""
+
+    gpu: str
+    capacity_bytes: int = Field(description="The GPU's total memory as the driver reports it.")
+    total_bytes: int
+    headroom_bytes: int = Field(description="capacity_bytes - total_bytes; negative when it does not fit.")
+    status: str = Field(description="fits (at most 90% of the GPU), tight (90-100%) or out of memory.")
+    longest_seq_length: int | None = Field(description="Longest max_seq_length that fits with every sequence that long; null: none.")
+    largest_batch_size: int | None = Field(description="Largest per_device_train_batch_size that fits; null: not even 1.")
+    levers: list[LeverResult] = Field(description="Changes that lower memory, cheapest first (empty when it fits).")
+    suggested: LeverResult | None = Field(description="The cheapest single lever or combination that fits, when it does not.")
 
 
 class LintResult(BaseModel):
@@ -114,6 +143,7 @@ class CalcResult(BaseModel):
     resolved_target_modules: list[str] | str | None = Field(description="target_modules as peft holds them after defaults and rewrites.")
     resolved_target_parameters: list[str]
     memory: MemoryResult
+    fit: FitResult | None = Field(None, description="Against the picked GPU (training.gpu); null when none is picked.")
     training: TrainingSummary
     lints: list[LintResult]
     lora: dict[str, Any] = Field(description="The LoRA settings used, defaults filled in.")

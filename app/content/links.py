@@ -10,7 +10,7 @@ from app.spec.sweeps import field_groups
 # tests/web/test_calculator.py fails when this and the calculator's form drift apart.
 CALCULATOR_TRAINING_FIELDS = frozenset({
     "per_device_train_batch_size", "gradient_accumulation_steps", "max_seq_length", "gradient_checkpointing", "optim",
-    "learning_rate",
+    "learning_rate", "framework", "typical_seq_length", "gpu",
 })
 
 

@@ -25,6 +25,7 @@ Owner = Literal[
     "peft function",
     "target module",
     "Lorapedia job",
+    "Lorapedia calculator",
 ]
 Kind = Literal["lora", "training", "target-module", "quantization"]
 ValueType = Literal[

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 from app.calc import CalcRequest, CalcTrainingSpec, Catalogue, compute
+from app.calc.memory import BatchShape
 from app.jobs.admission import predicted_seconds
 from app.spec import JobSpec
 
@@ -16,8 +17,13 @@ PREDICTED_BASE_DTYPE = "fp32"
 
 
 def predict(spec: JobSpec, catalogue: Catalogue, total_steps: int | None = None, tokens_per_row: float = 0.0,
-            flops_per_second: float | None = None) -> dict[str, Any]:
+            flops_per_second: float | None = None, batch_shape: dict[str, int] | None = None) -> dict[str, Any]:
     """predicted_trainable_params, predicted_memory_bytes, predicted_seconds and prediction_basis from app.calc.
+
+    At submission every sequence is taken to be max_seq_length long (an upper bound). Once the worker has
+    tokenised the data it reports the widest micro-batch of the run and its loss positions (batch_shape,
+    computed by app.training.data.peak_micro_batch from the real token lengths and the real batching, padded
+    to the longest row or packed), and the prediction is made again from those.
 
     A model outside the calculator's catalogue (one the operator allowed) gets no prediction. For a catalogue
     model the calculator's FieldError (e.g. target_modules that match no module) propagates, so the job is
@@ -28,8 +34,15 @@ def predict(spec: JobSpec, catalogue: Catalogue, total_steps: int | None = None,
         return {"predicted_trainable_params": None, "predicted_memory_bytes": None, "predicted_seconds": None,
                 "prediction_basis": None}
     training = CalcTrainingSpec(**spec.training.model_dump(), base_dtype=PREDICTED_BASE_DTYPE)
-    result = compute(CalcRequest(model=spec.model, lora=spec.lora, training=training), catalogue)
-    basis: dict[str, Any] = {"base_dtype": PREDICTED_BASE_DTYPE, "optimizer": spec.training.optim}
+    shape = BatchShape(**batch_shape) if batch_shape else None
+    result = compute(CalcRequest(model=spec.model, lora=spec.lora, training=training), catalogue, shape=shape)
+    basis: dict[str, Any] = {"base_dtype": PREDICTED_BASE_DTYPE, "optimizer": spec.training.optim,
+                             "memory_basis": result.memory.basis}
+    if shape:
+        basis["sequences"] = (f"the run's widest micro-batch from the tokenised data: {shape.rows} rows padded to "
+                              f"{shape.width} tokens, {shape.loss_tokens} loss positions (measured by the worker)")
+    else:
+        basis["sequences"] = f"every sequence {training.max_seq_length} tokens (max_seq_length; an upper bound until the data is tokenised)"
     seconds = None
     if total_steps is not None and flops_per_second:
         seconds = predicted_seconds(spec, result.base_params, total_steps, tokens_per_row, flops_per_second)

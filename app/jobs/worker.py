@@ -19,7 +19,8 @@ from typing import Any
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
-from app.jobs import queue
+from app.calc.catalogue import load_catalogue
+from app.jobs import predictions, queue
 from app.jobs.db import WORKER_POOL_SIZE, init_db, make_engine
 from app.jobs.tables import Job, JobStatus
 from app.settings import Settings
@@ -91,6 +92,7 @@ class JobRun:
         self.trainer = trainer
         self.shutdown = shutdown
         self.lease_lost = threading.Event()
+        self.spec: JobSpec | None = None
         self.heartbeat_done = threading.Event()
         self.deadline = time.monotonic() + settings.job_time_limit_seconds
         self.timed_out = False
@@ -101,7 +103,7 @@ class JobRun:
         heartbeat.start()
         try:
             # a stored config the trainer cannot read fails this job, never the worker
-            spec = self._read_spec()
+            spec = self.spec = self._read_spec()
             result = self.trainer(
                 spec,
                 self.settings,
@@ -156,9 +158,21 @@ class JobRun:
 
     def _on_event(self, name: str, data: dict[str, Any]) -> None:
         if name == "started":
-            queue.record_start(self.engine, self.job_id, self.worker_id, {k: data[k] for k in START_FIELDS if k in data})
+            figures = {k: data[k] for k in START_FIELDS if k in data}
+            if data.get("batch_shape") and self.spec is not None:
+                figures |= self._refined_prediction(data["batch_shape"])
+            queue.record_start(self.engine, self.job_id, self.worker_id, figures)
         else:
             logger.info("job %d: %s %s", self.job_id, name, data)
+
+    def _refined_prediction(self, batch_shape: dict[str, int]) -> dict[str, Any]:
+        """The calculator's prediction again, from the run's real widest micro-batch instead of max_seq_length."""
+        try:
+            refined = predictions.predict(self.spec, load_catalogue(self.settings.content_dir / "models"), batch_shape=batch_shape)
+        except ValueError:  # the submission-time prediction stays
+            logger.exception("job %d: no refined prediction", self.job_id)
+            return {}
+        return {key: value for key, value in refined.items() if value is not None}
 
     def _finish(self, result: RunResult) -> None:
         # what the result leaves out keeps the value recorded at start (samples_before, device)

@@ -6,12 +6,12 @@ import math
 from dataclasses import dataclass
 from typing import Annotated, Any, Literal
 
-from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt, ValidationInfo, create_model, field_validator
+from pydantic import BeforeValidator, StrictBool, StrictFloat, StrictInt, ValidationInfo, create_model, field_validator, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_core import PydanticCustomError
 
 from app.spec.base import SpecModel, spec_field
-from app.spec.errors import FieldError, describe
+from app.spec.errors import FieldError, conflict, describe
 from app.spec.numbers import finite_number
 
 SCHEDULERS = (
@@ -24,6 +24,16 @@ OPTIMIZERS = (
 )
 BASE_DTYPES = ("bf16", "fp16", "fp32", "int8", "nf4", "fp4")
 QUANTIZED = ("int8", "nf4", "fp4")
+# Who runs the training loop: it decides how the loss is computed and in which dtype adapters and optimizer states live.
+FRAMEWORKS = ("transformers", "unsloth", "torchtune", "litgpt", "axolotl")
+MIB = 1024**2
+# Total memory per GPU as the driver reports it (nvidia-smi / amd-smi "total", in MiB), by picker key: (label, MiB).
+GPUS: dict[str, tuple[str, int]] = {
+    "t4": ("T4 16 GB", 15_360), "l4": ("L4 24 GB", 23_034), "a10g": ("A10G 24 GB", 23_028),
+    "rtx4090": ("RTX 4090 24 GB", 24_564), "a100-40": ("A100 40 GB", 40_960), "a100-80": ("A100 80 GB", 81_920),
+    "h100-80": ("H100 80 GB", 81_559), "h200": ("H200 141 GB", 143_771), "mi300x": ("MI300X 192 GB", 196_592),
+    "custom": ("custom size", 0),
+}
 MAX_SEED = 2**32 - 1  # numpy's seeds, which transformers.set_seed also sets, stop here
 
 
@@ -115,6 +125,42 @@ class HardwareSpec(SpecModel):
     devices: StrictInt = spec_field(
         1, ge=1, le=4096, page=None, label="devices (data parallel)", placeholder="1",
         help="Data-parallel devices; memory is per device.")
+    framework: Literal[FRAMEWORKS] = spec_field(  # type: ignore[valid-type]
+        "transformers", page="framework",
+        help="What runs the training: sets how the loss is computed and the dtype of adapters and optimizer states.")
+    typical_seq_length: StrictInt | None = spec_field(
+        None, ge=1, le=1_048_576, page="typical_seq_length", placeholder="max_seq_length",
+        help="Tokens in the longest sequence of a typical micro-batch (batches pad to their longest); empty: max_seq_length. Packed rows are always full.")
+    gpu: Literal[tuple(GPUS)] | None = spec_field(  # type: ignore[valid-type]
+        None, page="gpu", label="GPU", help="The GPU to check the estimate against; empty: no fit check.")
+    gpu_memory_gib: Float | None = spec_field(
+        None, gt=0, le=65_536, page="gpu", label="GPU memory (GiB, custom)", placeholder="24", kind="number",
+        help="Memory of one GPU in GiB, for gpu = custom.")
+
+    @model_validator(mode="after")
+    def _custom_size(self) -> "HardwareSpec":
+        if self.gpu == "custom" and self.gpu_memory_gib is None:
+            raise conflict("gpu_memory_gib", "give the GPU's memory in GiB for a custom GPU", None, type(self).__name__)
+        if self.gpu_memory_gib is not None and self.gpu != "custom":
+            raise conflict("gpu_memory_gib", "applies to gpu = custom only; pick custom or leave it empty", self.gpu_memory_gib,
+                           type(self).__name__)
+        return self
+
+    @property
+    def gpu_bytes(self) -> int | None:
+        """Memory of the picked GPU in bytes, or None when none is picked."""
+        if self.gpu is None:
+            return None
+        if self.gpu == "custom":
+            return int(float(self.gpu_memory_gib or 0) * 1024**3)
+        return GPUS[self.gpu][1] * MIB
+
+    @property
+    def gpu_label(self) -> str | None:
+        """The picked GPU's name, or None."""
+        if self.gpu == "custom":
+            return f"custom {self.gpu_memory_gib:g} GiB"
+        return GPUS[self.gpu][0] if self.gpu else None
 
 
 class CalcTrainingSpec(HardwareSpec, TrainingSpec):
@@ -134,6 +180,13 @@ class CalcTrainingSpec(HardwareSpec, TrainingSpec):
     def tokens_per_step(self) -> int:
         """Tokens per optimizer step at full sequence length (an upper bound with padding)."""
         return self.effective_batch_size * self.max_seq_length
+
+    @property
+    def batch_seq_length(self) -> int:
+        """Tokens per row of the peak micro-batch: full rows when packed, else the typical longest (at most max_seq_length)."""
+        if self.packing or self.typical_seq_length is None:
+            return self.max_seq_length
+        return min(self.typical_seq_length, self.max_seq_length)
 
 
 # What a job trains with when the form leaves a field alone: a short demo. 20 steps of 4 rows keep a four-value
@@ -213,5 +266,5 @@ class InstanceLimits:
         return total
 
 
-__all__ = ["BASE_DTYPES", "OPTIMIZERS", "SCHEDULERS", "CalcTrainingSpec", "HardwareSpec", "InstanceLimits",
+__all__ = ["BASE_DTYPES", "FRAMEWORKS", "GPUS", "OPTIMIZERS", "SCHEDULERS", "CalcTrainingSpec", "HardwareSpec", "InstanceLimits",
            "JOB_DEFAULTS", "JobTrainingSpec", "TrainingSpec"]

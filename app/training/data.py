@@ -132,22 +132,51 @@ def collate(rows: list[list[Example]], pad_token_id: int) -> Batch:
     return Batch(input_ids, labels, position_ids, attention_mask, token_count, target_count)
 
 
-def optimizer_steps(rows: list[list[Example]], batch_size: int, accumulation: int, seed: int,
-                    pad_token_id: int) -> Iterator[list[Batch]]:
-    """Endless optimizer steps, each `accumulation` micro-batches of `batch_size` rows, reshuffled every epoch."""
+def _micro_batch_picks(row_count: int, batch_size: int, accumulation: int, seed: int) -> Iterator[list[list[int]]]:
+    """Endless optimizer steps as row indices: `accumulation` micro-batches of `batch_size`, reshuffled every epoch."""
     shuffler = random.Random(seed)
     order: list[int] = []
     while True:
-        micro_batches = []
+        step = []
         for _ in range(accumulation):
             picked = []
             while len(picked) < batch_size:
                 if not order:
-                    order = list(range(len(rows)))
+                    order = list(range(row_count))
                     shuffler.shuffle(order)
-                picked.append(rows[order.pop()])
-            micro_batches.append(collate(picked, pad_token_id))
-        yield micro_batches
+                picked.append(order.pop())
+            step.append(picked)
+        yield step
+
+
+def optimizer_steps(rows: list[list[Example]], batch_size: int, accumulation: int, seed: int,
+                    pad_token_id: int) -> Iterator[list[Batch]]:
+    """Endless optimizer steps, each `accumulation` micro-batches of `batch_size` rows, reshuffled every epoch."""
+    for step in _micro_batch_picks(len(rows), batch_size, accumulation, seed):
+        yield [collate([rows[index] for index in picked], pad_token_id) for picked in step]
+
+
+@dataclass(frozen=True)
+class PeakBatch:
+    """The widest micro-batch a run trains on, found in the order optimizer_steps follows (no tensors built)."""
+
+    rows: int
+    width: int  # padded length: the longest row of that micro-batch
+    most_targets: int  # the most loss positions any micro-batch of the run has
+
+
+def peak_micro_batch(rows: list[list[Example]], batch_size: int, accumulation: int, seed: int, steps: int) -> PeakBatch:
+    """Scan the run's `steps` optimizer steps for the widest micro-batch and the largest target count."""
+    lengths = [sum(len(example.input_ids) for example in row) for row in rows]
+    # collate drops each example's first label (never predicted from the example before it)
+    targets = [sum(sum(label != IGNORE_INDEX for label in example.labels[1:]) for example in row) for row in rows]
+    width, most = 0, 0
+    picks = _micro_batch_picks(len(rows), batch_size, accumulation, seed)
+    for _ in range(steps):
+        for picked in next(picks):
+            width = max(width, max(lengths[index] for index in picked))
+            most = max(most, sum(targets[index] for index in picked))
+    return PeakBatch(rows=batch_size, width=width, most_targets=most)
 
 
 def eval_batches(rows: list[list[Example]], batch_size: int, pad_token_id: int) -> list[Batch]:

@@ -16,9 +16,9 @@ from transformers import set_seed
 from app.content.datasets import load_dataset
 from app.settings import Settings
 from app.spec import FieldError, JobSpec, RunResult, TrainingSpec
-from app.training.data import eval_batches, optimizer_steps, pack_examples, tokenize_rows
+from app.training.data import eval_batches, optimizer_steps, pack_examples, peak_micro_batch, tokenize_rows
 from app.training.loop import train_loop
-from app.training.loss import summed_loss
+from app.training.loss import PLAIN_HEAD_MODEL_TYPES, summed_loss
 from app.training.memory import PeakMemory
 from app.training.loading import LoadedModel, load_model, pick_device
 from app.training.sampling import exact_match, sample_rows
@@ -79,8 +79,14 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
     # fail before training, not after it, when the adapter could not be saved
     ensure_disk_space(Path(output_dir), adapter_bytes(model), settings.min_free_disk_bytes)
     if on_event:
+        peak = peak_micro_batch(packed, config.per_device_train_batch_size, config.gradient_accumulation_steps,
+                                config.seed, total_steps)
+        # the loss projects only target positions for plain heads (loss.summed_loss), else every position but the last
+        projected = loaded.model.config.model_type in PLAIN_HEAD_MODEL_TYPES
         started = {"device": loaded.device_label, "total_steps": total_steps, "trainable_params": trainable_params,
-                   "total_params": total_params}
+                   "total_params": total_params,
+                   "batch_shape": {"rows": peak.rows, "width": peak.width,
+                                   "loss_tokens": peak.most_targets if projected else peak.rows * (peak.width - 1)}}
         on_event("started", started if defer_samples_before else {**started, "samples_before": samples_before})
     logger.info("training %s on %s: %d steps, %d trainable of %d parameters",
                 spec.model, loaded.device_label, total_steps, trainable_params, total_params)

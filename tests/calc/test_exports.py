@@ -127,3 +127,77 @@ def test_every_exporter_renders():
     outputs = render_all(context("layers-save-bias", "nf4"))
     assert [exporter.key for exporter, _ in outputs] == [exporter.key for exporter in EXPORTERS]
     assert all(text.strip() for _, text in outputs)
+
+
+SCHEDULE = CalcTrainingSpec(base_dtype="fp32", lr_scheduler_type="cosine", warmup_steps=0.1, weight_decay=0.01,
+                            num_train_epochs=2.0, max_steps=120, learning_rate=3e-4, per_device_train_batch_size=4,
+                            gradient_accumulation_steps=2)
+
+
+def schedule_context(training: CalcTrainingSpec = SCHEDULE, **lora) -> ExportContext:
+    return ExportContext(LoraSpec(**(lora or SPECS["plain"])), training, "meta-llama/Llama-3.1-8B", ("q_proj", "v_proj"))
+
+
+def test_schedule_warmup_weight_decay_and_epochs_appear_in_every_training_export():
+    for exporter, text in render_all(schedule_context()):
+        if exporter.key == "adapter_config":  # peft's own file: LoraConfig keys only (see the key-set test above)
+            assert "cosine" not in text and "weight_decay" not in text
+            continue
+        for needle in ("cosine", "weight_decay", "0.01", "max_steps", "120", "2.0"):
+            assert needle in text, (exporter.key, needle)
+        assert "warmup_ratio" in text or "warmup_steps=0.1" in text, exporter.key
+
+
+@pytest.mark.parametrize("warmup", [0.1, 5])
+def test_peft_training_arguments_axolotl_and_llama_factory_agree(warmup):
+    training = SCHEDULE.model_copy(update={"warmup_steps": warmup})
+    namespace: dict = {}
+    exec(compile(peft_python(schedule_context(training)), "train_lora.py", "exec"), namespace)  # noqa: S102
+    args = namespace["training_args"]
+    peft_side = {"scheduler": str(getattr(args.lr_scheduler_type, "value", args.lr_scheduler_type)), "warmup": args.warmup_steps,
+                 "weight_decay": args.weight_decay, "epochs": args.num_train_epochs, "max_steps": args.max_steps,
+                 "lr": args.learning_rate, "batch": args.per_device_train_batch_size,
+                 "accumulation": args.gradient_accumulation_steps}
+    axolotl = yaml.safe_load(axolotl_yaml(schedule_context(training)))
+    factory = yaml.safe_load(llama_factory_yaml(schedule_context(training)))
+    axolotl_side = {"scheduler": axolotl["lr_scheduler"], "warmup": axolotl.get("warmup_ratio", axolotl.get("warmup_steps")),
+                    "weight_decay": axolotl["weight_decay"], "epochs": axolotl["num_epochs"], "max_steps": axolotl["max_steps"],
+                    "lr": axolotl["learning_rate"], "batch": axolotl["micro_batch_size"],
+                    "accumulation": axolotl["gradient_accumulation_steps"]}
+    factory_side = {"scheduler": factory["lr_scheduler_type"], "warmup": factory.get("warmup_ratio", factory.get("warmup_steps")),
+                    "weight_decay": factory["weight_decay"], "epochs": factory["num_train_epochs"],
+                    "max_steps": factory["max_steps"], "lr": factory["learning_rate"],
+                    "batch": factory["per_device_train_batch_size"], "accumulation": factory["gradient_accumulation_steps"]}
+    assert peft_side == axolotl_side == factory_side
+    assert peft_side["warmup"] == warmup and peft_side["scheduler"] == "cosine"
+
+
+def test_unsloth_passes_dora_and_patterns_to_loraconfig():
+    text = unsloth_python(schedule_context(SCHEDULE, r=8, target_modules=["q_proj", "v_proj"], use_dora=True,
+                                           rank_pattern={"q_proj": 4}, alpha_pattern={"q_proj": 16}))
+    tree = ast.parse(text)
+    call = next(node for node in ast.walk(tree) if isinstance(node, ast.Call) and ast.unparse(node.func) == "FastLanguageModel.get_peft_model")
+    keywords = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    assert (keywords["use_dora"], keywords["rank_pattern"], keywords["alpha_pattern"]) == (True, {"q_proj": 4}, {"q_proj": 16})
+    assert "Not expressible" not in text and "task_type" not in keywords
+
+
+def test_axolotl_carries_patterns_and_notes_what_it_cannot_express():
+    lora = dict(r=8, lora_alpha=16.5, target_modules=["q_proj"], rank_pattern={"q_proj": 4}, alpha_pattern={"q_proj": 8})
+    text = axolotl_yaml(schedule_context(CalcTrainingSpec(base_dtype="fp4"), **lora))
+    data = yaml.safe_load(text)
+    assert (data["lora_rank_pattern"], data["lora_alpha_pattern"]) == ({"q_proj": 4}, {"q_proj": 8})
+    assert isinstance(data["lora_alpha"], int)
+    assert next(line for line in text.splitlines() if line.startswith("lora_alpha:")).count("# Axolotl takes an integer") == 1
+    assert data["bnb_config_kwargs"] == {"bnb_4bit_quant_type": "fp4", "bnb_4bit_use_double_quant": False}
+    plain = yaml.safe_load(axolotl_yaml(schedule_context(CalcTrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=True))))
+    assert "bnb_config_kwargs" not in plain  # Axolotl's own nf4 + double quantisation
+
+
+def test_unsloth_notes_the_4bit_format_it_cannot_express():
+    line = next(line for line in unsloth_python(schedule_context(CalcTrainingSpec(base_dtype="nf4"))).splitlines()
+                if "load_in_4bit=" in line)
+    assert "always loads 4-bit as nf4 with double quantisation" in line
+    line = next(line for line in unsloth_python(schedule_context(CalcTrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=True))).splitlines()
+                if "load_in_4bit=" in line)
+    assert "#" not in line

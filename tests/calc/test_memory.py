@@ -39,14 +39,28 @@ def test_unquantised_weights(dtype, bytes_per_param):
 
 
 def test_nf4_bits_per_weight():
-    plain = parts(base_dtype="nf4")["base_weights"]
-    double = parts(base_dtype="nf4", bnb_4bit_use_double_quant=True)["base_weights"]
-    assert plain == int(LLAMA_8B_LINEAR * (4 + 0.5) / 8 + LLAMA_8B_OTHER * 2)  # 4 bits + one fp32 absmax per 64 weights
-    assert double == pytest.approx(LLAMA_8B_LINEAR * (4 + 0.127) / 8 + LLAMA_8B_OTHER * 2, rel=1e-4)  # QLoRA's 0.127 bit
+    linear = sum(m.in_features * m.out_features for m in ARCH.modules if m.kind == "linear" and m.name != "lm_head")
+    rest = ARCH.base_params - linear
+    plain = parts(base_dtype="nf4", framework="unsloth")["base_weights"]
+    double = parts(base_dtype="nf4", bnb_4bit_use_double_quant=True, framework="unsloth")["base_weights"]
+    assert plain == int(linear * (4 + 0.5) / 8 + rest * 2)  # 4 bits + one fp32 absmax per 64 weights
+    assert double == pytest.approx(linear * (4 + 0.127) / 8 + rest * 2, rel=1e-4)  # QLoRA's 0.127 bit
+    # transformers + peft: prepare_model_for_kbit_training upcasts the rest (embeddings, norms, lm_head) to fp32
+    assert parts(base_dtype="nf4")["base_weights"] == int(linear * (4 + 0.5) / 8 + rest * 4)
+
+
+def test_torchtune_quantises_only_the_adapted_linears():
+    count = count_trainable(LoraSpec(r=8, target_modules=["q_proj", "v_proj"]), ARCH)
+    quantised = sum(m.in_features * m.out_features for m in ARCH.modules if m.leaf in ("q_proj", "v_proj"))
+    estimate = estimate_memory(ARCH, count, CalcTrainingSpec(base_dtype="nf4", framework="torchtune"), 0.0)
+    weights = {part.key: part.bytes for part in estimate.parts}["base_weights"]
+    assert weights == int(quantised * (4 + 0.5) / 8 + (ARCH.base_params - quantised) * 2)
 
 
 def test_int8_keeps_one_scale_per_row():
-    assert parts(base_dtype="int8")["base_weights"] == LLAMA_8B_LINEAR + 4 * LLAMA_8B_ROWS + 2 * LLAMA_8B_OTHER
+    quantised = [m for m in ARCH.modules if m.kind == "linear" and m.name != "lm_head"]
+    expected = sum(m.in_features * m.out_features + 4 * m.out_features for m in quantised)
+    assert parts(base_dtype="int8", framework="unsloth")["base_weights"] == expected + (ARCH.base_params - sum(m.in_features * m.out_features for m in quantised)) * 2
 
 
 @pytest.mark.parametrize(
@@ -183,11 +197,17 @@ def test_grouped_query_attention_keeps_smaller_k_and_v():
 def test_overhead_per_device_kind(dtype, process, fraction):
     estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), CalcTrainingSpec(base_dtype=dtype), 0.0)
     part = {p.key: p.bytes for p in estimate.parts}
-    live = sum(p.bytes for p in estimate.parts if p.key != "overhead")
+    outside = {"heap_retained", "process", "allocator", "context"}
+    live = sum(p.bytes for p in estimate.parts if p.key not in outside)
+    assert estimate.allocated_bytes == live
     if fraction is None:  # CPU: glibc keeps about one activation peak of freed heap mapped
-        assert part["overhead"] == process + part["activations"] + part["logits"]
-    else:  # CUDA: context + caching-allocator slack
-        assert part["overhead"] == int(process + live * fraction)
+        assert part["heap_retained"] == part["activations"] + part["logits"]
+        assert estimate.reserved_bytes == live + part["heap_retained"]
+        assert estimate.total_bytes == estimate.reserved_bytes + process
+    else:  # CUDA: caching-allocator slack, then the context nvidia-smi adds
+        assert part["allocator"] == int(live * fraction)
+        assert estimate.reserved_bytes == live + part["allocator"]
+        assert estimate.total_bytes == estimate.reserved_bytes + process == estimate.reserved_bytes + part["context"]
 
 
 @pytest.mark.parametrize(
@@ -208,10 +228,10 @@ def test_assumptions_are_stated(training, phrases):
     ("training", "dropout", "flagged"),
     [
         (dict(base_dtype="fp32"), 0.1, {}),  # a CPU run: every rule was measured on this project's machines
-        (dict(base_dtype="bf16"), 0.0, {"activations": 1, "overhead": 2}),
-        (dict(base_dtype="bf16"), 0.1, {"activations": 2, "overhead": 2}),
-        (dict(base_dtype="nf4"), 0.0, {"base_weights": 1, "activations": 1, "overhead": 2}),
-        (dict(base_dtype="int8"), 0.0, {"base_weights": 1, "activations": 1, "overhead": 2}),
+        (dict(base_dtype="bf16"), 0.0, {"activations": 1, "allocator": 1, "context": 1}),
+        (dict(base_dtype="bf16"), 0.1, {"activations": 2, "allocator": 1, "context": 1}),
+        (dict(base_dtype="nf4"), 0.0, {"base_weights": 1, "activations": 1, "allocator": 1, "context": 1}),
+        (dict(base_dtype="int8"), 0.0, {"base_weights": 1, "activations": 1, "allocator": 1, "context": 1}),
     ],
 )
 def test_cuda_only_rules_are_marked_not_measured_on_a_gpu(training, dropout, flagged):

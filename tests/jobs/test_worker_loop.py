@@ -144,3 +144,29 @@ def test_a_config_the_worker_cannot_read_fails_its_job_and_the_worker_goes_on(en
     job = wait_for_status(engine, broken, {JobStatus.failed})
     assert "for JobSpec" in job.error and job.finished_at is not None
     assert wait_for_status(engine, following, {JobStatus.succeeded}).error is None
+
+
+class ShapeReportingTrainer(ScriptedTrainer):
+    """Reports the run's widest micro-batch at start, as run_training does once it has tokenised the data."""
+
+    def __call__(self, spec, settings, output_dir: Path, on_metric, should_stop, on_event=None) -> RunResult:
+        def with_shape(name, data):
+            on_event(name, {**data, "batch_shape": {"rows": 4, "width": 90, "loss_tokens": 60}} if name == "started" else data)
+        return super().__call__(spec, settings, output_dir, on_metric, should_stop, with_shape)
+
+
+def test_the_worker_predicts_again_from_the_runs_real_batch(engine, enqueue, start_worker):
+    from app.calc import load_catalogue
+    from app.jobs.predictions import predict
+    from app.spec import JobSpec
+
+    config = {"lora": {"r": 16, "target_modules": "all-linear"}, "training": {"per_device_train_batch_size": 4, "max_seq_length": 256}}
+    spec = JobSpec.model_validate({"model": "smollm2-135m-instruct", "dataset": "lora-qa", **config})
+    submitted = predict(spec, load_catalogue())
+    job_id = enqueue(model="smollm2-135m-instruct", dataset="lora-qa", config=config, **submitted)
+    start_worker(ShapeReportingTrainer(steps=2))
+    job = wait_for_status(engine, job_id, {JobStatus.succeeded})
+    refined = predict(spec, load_catalogue(), batch_shape={"rows": 4, "width": 90, "loss_tokens": 60})
+    assert job.predicted_memory_bytes == refined["predicted_memory_bytes"] < submitted["predicted_memory_bytes"]
+    assert "widest micro-batch" in job.prediction_basis["sequences"]
+    assert "max_seq_length" in submitted["prediction_basis"]["sequences"]

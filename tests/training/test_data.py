@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from app.training.byte_tokenizer import build_byte_tokenizer
-from app.training.data import IGNORE_INDEX, Example, collate, optimizer_steps, pack_examples, tokenize_row
+from app.training.data import IGNORE_INDEX, Example, collate, optimizer_steps, pack_examples, peak_micro_batch, tokenize_row
 from tests.training.conftest import VARIED_ROWS
 
 TOKENIZER = build_byte_tokenizer()
@@ -79,3 +79,22 @@ def test_each_optimizer_step_takes_exactly_batch_times_accumulation_rows_and_cov
     first_epoch = next(steps)
     assert [batch.input_ids.shape[0] for batch in first_epoch] == [2] * 5
     assert sorted(int(token) for batch in first_epoch for token in batch.input_ids[:, 0]) == list(range(1, 11))
+
+
+def test_peak_micro_batch_is_the_widest_batch_optimizer_steps_builds():
+    import random
+
+    generator = random.Random(3)
+    examples = []
+    for _ in range(23):
+        length = generator.randint(3, 40)
+        prompt = generator.randint(1, length - 1)
+        examples.append(Example(list(range(length)), [IGNORE_INDEX] * prompt + list(range(prompt, length))))
+    for packing in (False, True):
+        rows = pack_examples(examples, 64, packing)
+        steps = optimizer_steps(rows, 3, 2, 7, 0)
+        batches = [batch for _ in range(9) for batch in next(steps)]
+        peak = peak_micro_batch(rows, 3, 2, 7, 9)
+        assert peak.width == max(batch.input_ids.shape[1] for batch in batches)
+        assert peak.most_targets == max(batch.target_count for batch in batches)
+        assert peak.rows == 3

@@ -73,6 +73,8 @@ def test_started_event_comes_once_with_device_steps_parameters_and_samples(finis
     assert started["device"] == result.device and started["device"].split()[0] in ("cpu", "cuda")
     assert started["total_steps"] == 30 and started["trainable_params"] == result.trainable_params
     assert "samples_before" not in started, "a no-op initial adapter answers the 'before' prompts after training"
+    shape = started["batch_shape"]  # the run's widest micro-batch, for the worker's prediction from the real data
+    assert 0 < shape["width"] <= 128 and 0 < shape["loss_tokens"] <= shape["rows"] * shape["width"]
     assert [sample["prompt"] for sample in result.samples_after] == [sample["prompt"] for sample in result.samples_before]
 
 

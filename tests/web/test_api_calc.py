@@ -188,9 +188,9 @@ def test_a_bad_catalogue_file_stops_start_up(tmp_path, file, text, words):
 def test_cuda_only_memory_rules_say_they_are_not_measured_on_a_gpu(client):
     cuda = client.post("/api/calc", json={**BASE, "training": {"base_dtype": "bf16"}}).json()["memory"]["components"]
     cpu = client.post("/api/calc", json={**BASE, "training": {"base_dtype": "fp32"}}).json()["memory"]["components"]
-    overhead = next(part for part in cuda if part["key"] == "overhead")
-    assert any("CUDA context" in rule for rule in overhead["not_measured_on_gpu"])
+    context = next(part for part in cuda if part["key"] == "context")
+    assert any("CUDA context" in rule for rule in context["not_measured_on_gpu"])
     assert all(part["not_measured_on_gpu"] == [] for part in cpu)
     page = client.get("/calculator?model=smollm2-135m-instruct&r=8&base_dtype=bf16").text
-    assert page.count("Not measured on a GPU yet") == 2  # activations and overhead rows
+    assert page.count("Not measured on a GPU yet") == 3  # activations, allocator reserve and CUDA context rows
     assert "Not measured on a GPU yet" not in client.get("/calculator?model=smollm2-135m-instruct&r=8&base_dtype=fp32").text

@@ -59,9 +59,28 @@ def lora_arguments(lora: LoraSpec) -> dict[str, Any]:
     return ordered
 
 
-def trainer_settings(training: CalcTrainingSpec, *, sequence: str, batch: str, optimizer: str) -> dict[str, Any]:
-    """Sequence length, batch, accumulation, checkpointing, optimizer, learning rate and precision flags,
-    under the tool's names for the first two and the optimizer; the others have the same name everywhere."""
+def schedule_settings(training: CalcTrainingSpec, *, scheduler: str = "lr_scheduler_type", epochs: str = "num_train_epochs",
+                      warmup_ratio: bool = True) -> dict[str, Any]:
+    """Scheduler, warmup, weight decay and the run's length under the tool's names.
+
+    A warmup below 1 is a fraction of the run: transformers 5 reads it from warmup_steps itself, older
+    TrainingArguments (which LLaMA-Factory, Axolotl and Unsloth's TRL build on) from warmup_ratio.
+    """
+    warmup = training.warmup_steps
+    fraction = isinstance(warmup, float) and 0 < warmup < 1
+    settings: dict[str, Any] = {scheduler: training.lr_scheduler_type}
+    settings["warmup_ratio" if fraction and warmup_ratio else "warmup_steps"] = warmup
+    settings["weight_decay"] = training.weight_decay
+    settings[epochs] = training.num_train_epochs
+    if training.max_steps > 0:
+        settings["max_steps"] = training.max_steps
+    return settings
+
+
+def trainer_settings(training: CalcTrainingSpec, *, sequence: str, batch: str, optimizer: str, scheduler: str = "lr_scheduler_type",
+                     epochs: str = "num_train_epochs") -> dict[str, Any]:
+    """Sequence length, batch, accumulation, checkpointing, optimizer, learning rate, schedule and precision flags,
+    under the tool's names for the sequence, batch, optimizer, scheduler and epochs; the others have one name everywhere."""
     return {
         sequence: training.max_seq_length,
         batch: training.per_device_train_batch_size,
@@ -69,9 +88,22 @@ def trainer_settings(training: CalcTrainingSpec, *, sequence: str, batch: str, o
         "gradient_checkpointing": training.gradient_checkpointing,
         optimizer: training.optim,
         "learning_rate": training.learning_rate,
+        **schedule_settings(training, scheduler=scheduler, epochs=epochs),
         "bf16": training.base_dtype not in ("fp32", "fp16"),
         "fp16": training.base_dtype == "fp16",
     }
+
+
+def annotate(text: str, notes: dict[str, str]) -> str:
+    """Append `# note` to the first line that sets each key (`key:` in YAML, `key=` in a Python call)."""
+    lines = text.split("\n")
+    for key, note in notes.items():
+        for index, line in enumerate(lines):
+            stripped = line.lstrip()
+            if stripped.startswith((f"{key}:", f"{key}=")):
+                lines[index] = f"{line}  # {note}"
+                break
+    return "\n".join(lines)
 
 
 def unhandled_note(lora: LoraSpec, handled: set[str], tool: str) -> str:

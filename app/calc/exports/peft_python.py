@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from app.calc.exports.context import ExportContext, call, lora_arguments, py_literal
+from app.calc.exports.context import ExportContext, call, lora_arguments, py_literal, schedule_settings
+
 
 def peft_python(context: ExportContext) -> str:
     """LoraConfig + TrainingArguments (+ BitsAndBytesConfig for a quantised base)."""
@@ -42,6 +43,7 @@ def peft_python(context: ExportContext) -> str:
             "gradient_checkpointing": training.gradient_checkpointing,
             "optim": training.optim,
             "learning_rate": training.learning_rate,
+            **schedule_settings(training, warmup_ratio=False),  # transformers 5 reads warmup_steps < 1 as a fraction
             "bf16": training.base_dtype in ("bf16", "nf4", "fp4", "int8"),
             "fp16": training.base_dtype == "fp16",
         }),

@@ -1,0 +1,56 @@
+"""The calculator's memory estimate against published, measured GPU peaks (bench/data/published_memory.json).
+
+Each case names its source, conditions and basis (allocated, reserved or nvidia-smi); the calculator's figure on
+the same basis is compared with it. Prints predicted/published per case, and the median and worst over the
+trustworthy cases (target: median within 0.95-1.05, every trustworthy case within 0.85-1.15).
+
+    .venv/bin/python bench/bench_memory_published.py
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from pathlib import Path
+
+from app.calc import compute, load_catalogue
+
+DATA = Path(__file__).parent / "data" / "published_memory.json"
+UNITS = {"GB": 10**9, "GiB": 2**30, "MiB": 2**20}
+BASIS = {"allocated": "allocated_bytes", "reserved": "reserved_bytes", "nvidia-smi": "total_bytes"}
+
+
+def request_of(case: dict, catalogue) -> dict:
+    """The case's calculator request; a catalogue model with config_overrides becomes a pasted config.json."""
+    request = dict(case["request"])
+    if "config_overrides" in case:
+        config = dict(catalogue.get(request.pop("model")).config) | case["config_overrides"]
+        request["model_config"] = config
+    return request
+
+
+def main() -> None:
+    """Print predicted/published for every case, then the summary over the trustworthy ones."""
+    catalogue = load_catalogue()
+    cases = json.loads(DATA.read_text())["cases"]
+    print(f"{'case':<28} {'basis':<10} {'published':>10} {'predicted':>10} {'pred/pub':>8}  trustworthy")
+    ratios = []
+    for case in cases:
+        memory = compute(request_of(case, catalogue), catalogue).memory
+        predicted = getattr(memory, BASIS[case["basis"]])
+        published = case["published"] * UNITS[case["unit"]]
+        ratio = predicted / published
+        if case["trustworthy"]:
+            ratios.append(ratio)
+        unit = UNITS[case["unit"]]
+        label = case["unit"]
+        print(f"{case['id']:<28} {case['basis']:<10} {published / unit:>7.2f} {label:<3}"
+              f"{predicted / unit:>7.2f} {label:<3}{ratio:>7.2f}  {'yes' if case['trustworthy'] else 'no: ' + case['why_not'][:60]}")
+    worst = max(ratios, key=lambda value: abs(value - 1))
+    print(f"\ntrustworthy cases: {len(ratios)}; median predicted/published {statistics.median(ratios):.3f} "
+          f"(target 0.95-1.05); worst {worst:.3f} (target 0.85-1.15); "
+          f"within ±15%: {sum(0.85 <= value <= 1.15 for value in ratios)}/{len(ratios)}")
+
+
+if __name__ == "__main__":
+    main()

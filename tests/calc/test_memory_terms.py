@@ -1,0 +1,98 @@
+"""The terms issue 9 added: the stated basis, the framework profiles, DoRA, 4-bit buffers, real sequence lengths."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.calc.peft_oracle import architecture_of
+from app.calc import compute
+from app.calc.memory import FRAMEWORKS, BatchShape, estimate_activations, estimate_memory
+from app.calc.trainable import count_trainable
+from app.spec.lora import LoraSpec
+from app.spec.training import CalcTrainingSpec
+from tests.calc.peft_oracle import TREES, catalogue_config
+
+ARCH = architecture_of(catalogue_config("llama-3.1-8b"))
+SPEC = LoraSpec(r=16, target_modules="all-linear")
+COUNT = count_trainable(SPEC, ARCH)
+
+
+def parts(training: CalcTrainingSpec, shape: BatchShape | None = None, use_dora: bool = False) -> dict[str, int]:
+    return {part.key: part.bytes for part in estimate_memory(ARCH, COUNT, training, 0.0, shape, use_dora).parts}
+
+
+def test_every_total_states_its_basis_and_the_three_figures_nest():
+    memory = compute({"model": "llama-3.1-8b", "lora": {"target_modules": "all-linear"}}).memory
+    assert "nvidia-smi" in memory.basis and "reserved" in memory.basis
+    assert memory.allocated_bytes < memory.reserved_bytes < memory.total_bytes
+    cpu = compute({"model": "smollm2-135m-instruct", "training": {"base_dtype": "fp32"}}).memory
+    assert "resident set" in cpu.basis and cpu.allocated_bytes < cpu.reserved_bytes < cpu.total_bytes
+
+
+def test_dora_keeps_base_and_lora_outputs_per_token_and_builds_the_weight_norm():
+    training = CalcTrainingSpec(per_device_train_batch_size=2, max_seq_length=512)
+    lora, dora = parts(training), parts(training, use_dora=True)
+    per_token = sum(item.out_features * (2 + 4) for item in COUNT.adapted)  # bf16 base output + fp32 LoRA output
+    assert dora["activations"] - lora["activations"] == 2 * 512 * per_token
+    largest = max(item.in_features * (item.in_features + 2 * item.out_features) for item in COUNT.adapted)
+    assert dora["dora_norm"] == largest * 4 and "dora_norm" not in lora
+
+
+
+def test_dora_over_lora_matches_peft_s_published_pair():
+    """PEFT's method comparison, Llama-3.2-3B q/v r=32, 4 x 768: DoRA 24.54 GB reserved, LoRA 22.27 GB (1.10)."""
+    config = {"model_type": "llama", "architectures": ["LlamaForCausalLM"], "hidden_size": 3072, "intermediate_size": 8192,
+              "num_hidden_layers": 28, "num_attention_heads": 24, "num_key_value_heads": 8, "head_dim": 128,
+              "vocab_size": 128256, "rms_norm_eps": 1e-5, "tie_word_embeddings": True}
+    request = {"model_config": config, "training": {"per_device_train_batch_size": 4, "max_seq_length": 768, "optim": "adamw_torch"}}
+    lora = {"r": 32, "lora_alpha": 64, "target_modules": ["q_proj", "v_proj"]}
+    plain = compute(request | {"lora": lora}, trees=TREES).memory.reserved_bytes
+    dora = compute(request | {"lora": lora | {"use_dora": True}}, trees=TREES).memory.reserved_bytes
+    assert dora / plain == pytest.approx(24.54 / 22.27, abs=0.03)
+
+
+@pytest.mark.parametrize("framework", sorted(FRAMEWORKS))
+def test_framework_sets_the_loss_the_adapter_dtype_and_the_optimizer_state(framework):
+    profile = FRAMEWORKS[framework]
+    result = parts(CalcTrainingSpec(per_device_train_batch_size=2, max_seq_length=1024, framework=framework))
+    assert result["logits"] == 2 * 1024 * ARCH.vocab_size * profile.logit_bytes
+    assert result["optimizer"] == COUNT.trainable * 2 * profile.adapter_bytes  # AdamW: two moments in the adapter dtype
+    assert result["gradients"] == COUNT.trainable * profile.adapter_bytes
+
+
+def test_unsloth_checkpointing_keeps_one_layer_input_on_the_gpu():
+    training = dict(per_device_train_batch_size=4, max_seq_length=2048, gradient_checkpointing=True)
+    hf = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training), 0.0)
+    unsloth = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training, framework="unsloth"), 0.0)
+    assert hf.activations - unsloth.activations == (ARCH.num_layers - 1) * hf.tokens * hf.layer_input_per_token
+
+
+def test_4bit_adds_one_dequantised_weight_and_16bit_none():
+    nf4 = parts(CalcTrainingSpec(base_dtype="nf4"))
+    largest = max(m.in_features * m.out_features for m in ARCH.modules if m.kind == "linear" and m.name != "lm_head")
+    assert nf4["dequant"] == largest * 2
+    assert "dequant" not in parts(CalcTrainingSpec(base_dtype="bf16"))
+
+
+def test_8bit_and_paged_optimizers():
+    assert parts(CalcTrainingSpec(optim="adamw_8bit"))["optimizer"] == parts(CalcTrainingSpec(optim="paged_adamw_8bit"))["optimizer"] \
+        == COUNT.trainable * 2
+    paged = compute({"model": "llama-3.1-8b", "training": {"optim": "paged_adamw_32bit"}}).memory
+    assert any("unified memory" in line for line in paged.assumptions)
+
+
+def test_typical_length_sets_the_batch_width_unless_packed():
+    full = parts(CalcTrainingSpec(max_seq_length=2048))
+    typical = parts(CalcTrainingSpec(max_seq_length=2048, typical_seq_length=512))
+    same = parts(CalcTrainingSpec(max_seq_length=512))
+    assert typical["activations"] == same["activations"] < full["activations"]
+    assert typical["logits"] == same["logits"]
+    assert parts(CalcTrainingSpec(max_seq_length=2048, typical_seq_length=512, packing=True)) == full
+    assert parts(CalcTrainingSpec(max_seq_length=512, typical_seq_length=4096)) == same  # never above max_seq_length
+
+
+def test_a_measured_batch_shape_replaces_the_assumption():
+    training = CalcTrainingSpec(per_device_train_batch_size=4, max_seq_length=256)
+    measured = parts(training, BatchShape(rows=4, width=90, loss_tokens=120))
+    assert measured["logits"] == 120 * ARCH.vocab_size * 12
+    assert measured["activations"] == parts(CalcTrainingSpec(per_device_train_batch_size=4, max_seq_length=90))["activations"]
