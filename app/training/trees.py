@@ -23,11 +23,13 @@ import yaml
 from transformers import AutoConfig, PreTrainedModel
 from transformers.pytorch_utils import Conv1D
 
+from app.calc.architecture import Architecture
 from app.calc.tree import (
     ALL_TASKS,
     CONFIG_ONLY_KEYS,
     TREE_FORMAT,
     TreeError,
+    architecture_from_tree,
     check_config_bounds,
     infer_task,
     library_versions,
@@ -137,6 +139,14 @@ def describe_model(model: torch.nn.Module, config: dict[str, Any], task: str) ->
         "refused_targets": _refused_targets(model, modules),
         "sizes": _sizes(model),
     }
+
+
+class InProcessTrees:
+    """A TreeSource that builds trees in this process (benchmarks and tests may import torch; the web process may not)."""
+
+    def architecture(self, config: dict[str, Any], task: str | None) -> Architecture:
+        """Build the tree now."""
+        return architecture_from_tree(build_tree(config, task))
 
 
 def build_tree(config: dict[str, Any], task: str | None = None) -> dict[str, Any]:

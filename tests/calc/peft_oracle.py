@@ -13,8 +13,8 @@ import torch
 from peft import LoraConfig, get_peft_model
 
 from app.calc.architecture import Architecture
-from app.calc.tree import architecture_from_tree, task_for
-from app.training.trees import build_model, build_tree
+from app.calc.tree import task_for
+from app.training.trees import InProcessTrees, build_model, build_tree
 
 MODELS_DIR = Path(__file__).resolve().parents[2] / "content" / "models"
 LAYER_KEYS = ("num_hidden_layers", "n_layer", "num_layers", "num_decoder_layers")
@@ -40,14 +40,6 @@ def shallow(config: dict[str, Any], layers: int = 2) -> dict[str, Any]:
         if isinstance(result.get(key), list):
             result[key] = result[key][:layers]
     return result
-
-
-class InProcessTrees:
-    """A TreeSource that builds trees in this process (tests may import torch; the web process may not)."""
-
-    def architecture(self, config: dict[str, Any], task: str | None) -> Architecture:
-        """Build the tree now."""
-        return architecture_from_tree(build_tree(config, task))
 
 
 TREES = InProcessTrees()
