@@ -211,7 +211,9 @@ async def job_event_stream(
                 return
             if feed.error is not None:
                 raise RuntimeError(f"job {job_id}: the event poll failed") from feed.error
-            version, job = feed.version, feed.job
+            # one consistent snapshot: the feed keeps polling while the events below are sent, so "finished" must
+            # be the one that goes with these rows, or rows read after it would never be sent
+            version, job, finished = feed.version, feed.job, feed.finished
             metrics = feed.metrics_after(after)
             for metric in metrics:
                 yield ServerSentEvent(event="metric", id=str(metric.step), data=metric)
@@ -223,7 +225,7 @@ async def job_event_stream(
                 yield ServerSentEvent(event="status", data=_status_payload(job))
                 for name, html in (fragments(job, last_metric) if fragments else {}).items():
                     yield ServerSentEvent(event=name, raw_data=html)
-            if feed.finished:
+            if finished:
                 yield ServerSentEvent(event="done", data=_status_payload(job))
                 return
     finally:

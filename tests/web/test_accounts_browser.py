@@ -49,8 +49,9 @@ def test_a_signed_in_user_starts_a_job_and_another_cannot_cancel_or_download_it(
     for name in PASSWORDS:
         add_user(var_dir, name)
     server = server_factory(worker=True, env={**FAST_ENV, "LORAPEDIA_ACCOUNTS": "on"}, var_dir=var_dir)
-    ada = browser.new_context().new_page()
-    bob = browser.new_context().new_page()
+    # bypass_csp as the shared page fixture does: Playwright's string waits evaluate code, which the CSP forbids
+    ada = browser.new_context(bypass_csp=True).new_page()
+    bob = browser.new_context(bypass_csp=True).new_page()
     for page in (ada, bob):
         page.set_default_timeout(20_000)
 

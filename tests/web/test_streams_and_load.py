@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import signal
 import threading
 import time
@@ -18,6 +19,12 @@ from tests.jobs.sse_client import parse_events
 SMALL_JOB = {"model": "tiny-llama", "dataset": "addition", "lora": {"r": 4}, "training": {"max_steps": 50}}
 SUBSCRIBERS = 20
 
+
+
+def in_own_loop(coroutine):
+    """asyncio.run in a thread of its own: Playwright's sync API may hold an event loop in this one (browser tests)."""
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
     job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
@@ -45,7 +52,7 @@ def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
         return received
 
     started = time.monotonic()
-    received = asyncio.run(run())
+    received = in_own_loop(run())
     elapsed = time.monotonic() - started
     assert received == [[1, 2, 3, 4, 5]] * SUBSCRIBERS
     metric_reads = sum("FROM metric_point" in statement and "max(" not in statement for statement in statements)
@@ -94,6 +101,6 @@ def test_200_concurrent_page_readers_get_no_errors(server_factory):
             paths = ["/jobs", "/api/jobs", "/jobs/1", "/api/jobs/1/metrics"] * 50
             return [response.status_code for response in await asyncio.gather(*(http.get(path) for path in paths))]
 
-    statuses = asyncio.run(read_all())
+    statuses = in_own_loop(read_all())
     assert statuses == [200] * 200, sorted(set(statuses))
     assert "QueuePool" not in server.log()
