@@ -80,7 +80,9 @@ def test_a_signed_in_user_starts_a_job_and_another_cannot_cancel_or_download_it(
     assert bob.request.get(f"{server.url}/api/jobs/{long}").json()["cancel_requested"] is False
 
     ada.goto(f"{server.url}/jobs/{long}")
-    ada.get_by_role("button", name="Cancel the job").click()
-    wait_status(ada, "cancelled", timeout=60_000)
+    with ada.expect_response(lambda response: response.url.endswith(f"/jobs/{long}/cancel")) as cancelled:
+        ada.get_by_role("button", name="Cancel the job").click()
+    assert cancelled.value.status == 200, cancelled.value.text()
+    wait_status(ada, "cancelled", timeout=60_000)  # the live block that says so also holds the retry form
     ada.context.close()
     bob.context.close()

@@ -155,6 +155,7 @@ def cancel_job(request: Request, job: ControlledJobDep, session: SessionDep):
 
 @router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)
 async def job_page_events(
+    request: Request,
     job_id: Annotated[int, Depends(existing_job_id)],
     engine: EngineDep,
     settings: SettingsDep,
@@ -163,7 +164,8 @@ async def job_page_events(
     last_event_id: Annotated[str | None, Header()] = None,
 ) -> AsyncIterator[ServerSentEvent]:
     """The API's event stream plus the page's progress and results blocks as HTML for htmx to swap."""
-    fragments = partial(render_live_blocks, can_control=controls)
+    # the request renders the blocks' forms with this browser's CSRF token (a live block's retry form posts without htmx)
+    fragments = partial(render_live_blocks, can_control=controls, request=request)
     async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds, fragments):
         yield event
 
@@ -180,8 +182,9 @@ def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | Non
     return last_metric.elapsed_seconds / last_metric.step * max(job.total_steps - last_metric.step, 0)
 
 
-def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True) -> dict[str, str]:
+def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True,
+                       request: Request | None = None) -> dict[str, str]:
     """The detail page's live blocks as HTML, one SSE event each."""
     template = templates.get_template(DETAIL_TEMPLATE)
-    context = template.new_context(detail_context(job, last_metric, can_control))
+    context = template.new_context(detail_context(job, last_metric, can_control) | ({"request": request} if request else {}))
     return {name: "".join(template.blocks[name](context)) for name in LIVE_BLOCKS}
