@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import fcntl
 import logging
+import sqlite3
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -20,6 +22,20 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 MIGRATION_LOCK_KEY = 0x4C6F7262  # PostgreSQL advisory lock held while migrating, so concurrent starts migrate once
 WORKER_POOL_SIZE = 5  # a worker's threads (trainer, heartbeat) need few connections
 POOL_HEADROOM = 10  # beyond the web threads: streams' shared polls and the event loop's own short reads
+
+
+def _use_wal(cursor, attempts: int = 100) -> None:
+    """Switch a SQLite database to WAL; a new file switched by several processes at once answers "locked" at once
+    (the switch does not wait on the busy timeout), so it is retried briefly."""
+    for attempt in range(attempts):
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as error:
+            if "locked" not in str(error) or attempt == attempts - 1:
+                raise
+            time.sleep(0.05)
 
 
 def make_engine(settings: Settings, pool_size: int | None = None) -> Engine:
@@ -39,9 +55,9 @@ def make_engine(settings: Settings, pool_size: int | None = None) -> Engine:
         @event.listens_for(engine, "connect")
         def _sqlite_pragmas(dbapi_connection, _record) -> None:
             cursor = dbapi_connection.cursor()
-            cursor.execute("PRAGMA journal_mode=WAL")
-            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cursor)
+            cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.close()
 
         return engine
