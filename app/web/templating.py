@@ -10,7 +10,6 @@ from fastapi.templating import Jinja2Templates
 
 from app.settings import PROJECT_ROOT
 from app.spec.text import format_value
-from app.web.formguard import form_token_field
 
 templates = Jinja2Templates(directory=str(PROJECT_ROOT / "templates"))
 
@@ -35,7 +34,6 @@ def short_count(value: int) -> str:
 templates.env.filters["human_bytes"] = human_bytes
 templates.env.filters["field_text"] = format_value
 templates.env.filters["short_count"] = short_count
-templates.env.globals["form_token_field"] = form_token_field
 
 
 def is_htmx(request: Request) -> bool:
