@@ -26,6 +26,17 @@ MAX_LAYERS_TO_TRANSFORM = 1_024
 MAX_LAYER_INDEX = 65_535
 MAX_LAYERS_PATTERN = 16
 
+# adapter_model.safetensors headers (/explain reads only the header). A 70B all-linear DoRA adapter with bias="all"
+# has about 2,000 tensors and a 300 kB header; a transformers-4 MoE with every expert's projections adapted (256
+# experts x 61 layers) reaches about 90,000 tensors and 14 MB: refused, like anything else past half the body limit.
+MAX_WEIGHTS_HEADER_BYTES = 4_000_000
+MAX_WEIGHTS_TENSORS = 32_768
+# peft's key: base_model.model. + a module name (at most MAX_NAME_LENGTH) + nested .base_layer parts + .lora_A.weight
+MAX_WEIGHTS_KEY_LENGTH = 512
+MAX_WEIGHTS_METADATA_KEYS = 256
+MAX_TENSOR_DIMS = 8  # LoRA tensors have 1 to 5 dimensions (3-D convolutions); 8 leaves room
+MAX_TENSOR_DIM = 2**48  # one dimension; real ones are below 2**20
+
 # Time one request may spend computing (calculator, explain, dataset validation) before it is stopped.
 WORK_SECONDS = 5.0
 # A pattern outside what RE2 can run (lookaround, backreference) is matched with a backtracking engine,
