@@ -194,8 +194,9 @@ def header_of_json(value: Any, loc: tuple[str | int, ...] = (FIELD,), text_bytes
     """A parsed header checked: tensor count, key lengths, dtypes, shapes, contiguous offsets within the file."""
     if not isinstance(value, dict):
         raise FieldError(loc, f"a safetensors header is a JSON object, got {describe(value)}", "weights_header")
-    if len(value) > MAX_WEIGHTS_TENSORS + 1:
-        raise FieldError(loc, f"the header lists {len(value):,} tensors; at most {MAX_WEIGHTS_TENSORS:,} are accepted",
+    count = len(value) - ("__metadata__" in value)
+    if count > MAX_WEIGHTS_TENSORS:
+        raise FieldError(loc, f"the header lists {count:,} tensors; at most {MAX_WEIGHTS_TENSORS:,} are accepted",
                          "weights_too_many")
     metadata = _metadata(value.get("__metadata__", {}), loc)
     tensors = sorted((_entry(key, item, loc) for key, item in value.items() if key != "__metadata__"),
@@ -208,10 +209,13 @@ def header_of_json(value: Any, loc: tuple[str | int, ...] = (FIELD,), text_bytes
         position = tensor.end
     # an object (the API) is measured as safetensors writes it: compact JSON padded with spaces to a multiple of 8
     header_bytes = text_bytes if text_bytes is not None else -(-len(_canonical(value).encode()) // 8) * 8
+    _check_length(header_bytes, loc)
     header = WeightsHeader(tensors=tuple(tensors), metadata=metadata, header_bytes=header_bytes)
-    if file_bytes is not None and header.file_bytes > file_bytes:
-        raise FieldError(loc, f"the offsets reach byte {header.file_bytes:,} but the file has {file_bytes:,} bytes: "
-                         "it is truncated, or the header belongs to another file", "weights_offsets")
+    if file_bytes is not None and header.file_bytes != file_bytes:
+        # safetensors refuses both: a short file is truncated, a longer one has bytes no tensor accounts for
+        what = "it is truncated" if header.file_bytes > file_bytes else "bytes after the last tensor belong to none"
+        raise FieldError(loc, f"the header and its offsets add up to {header.file_bytes:,} bytes but the file has "
+                         f"{file_bytes:,}: {what}, or the header belongs to another file", "weights_offsets")
     return header
 
 

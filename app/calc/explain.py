@@ -7,8 +7,13 @@ from typing import Any
 
 from pydantic import BaseModel, Field, ValidationError
 
+from app.calc.adapter_file import adapter_file_bytes, saved_tensors
+from app.calc.adapter_weights import (
+    AdapterWeights, WeightsFinding, WeightsHeader, compare_with_config, compare_with_prediction, read_weights, remarks,
+)
 from app.calc.catalogue import Catalogue, load_catalogue
-from app.calc.compute import compute
+from app.calc.compute import architecture_of_config, compute
+from app.calc.trainable import count_trainable
 from app.spec.errors import FieldError, check_nesting, describe
 from app.calc.request import CalcRequest, calculator_query
 from app.calc.dialects import Translation, describe_unrecognised, recognise
@@ -54,6 +59,7 @@ class Explanation(BaseModel):
     result: CalcResult | None = Field(None, description="Exact counts, scaling and lints, when the model is known.")
     calculator_query: dict[str, str] | None = Field(None, description="Query string that opens /calculator with this adapter.")
     translated: Translated | None = Field(None, description="Set when the file is another tool's config, translated to peft.")
+    weights: AdapterWeights | None = Field(None, description="What adapter_model.safetensors holds, when its header is given.")
 
 
 def _json(value: Any) -> str:
@@ -93,9 +99,31 @@ def lora_fields_of(adapter_config: dict[str, Any]) -> dict[str, Any]:
 
 def explain(
     adapter_config: Any, model_config: dict[str, Any] | None = None, catalogue: Catalogue | None = None,
-    trees: TreeSource | None = None,
+    trees: TreeSource | None = None, weights: WeightsHeader | None = None,
 ) -> Explanation:
-    """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given."""
+    """Annotate each key; compute counts if the base model is in the catalogue or its config.json is given.
+
+    With the header of adapter_model.safetensors (`weights`), also what was saved and how it differs from the config.
+    """
+    if adapter_config is None and weights is not None:
+        if model_config is not None:
+            check_nesting(model_config, ("model_config",), "model_config")
+        return Explanation(keys=[], problems=[], weights=_weights_report(weights, None, None, None, None, None),
+                           notes=["Only the weights were given: add the adapter_config.json saved beside them to compare "
+                                  "the two, and a base model for the exact predicted file."])
+    explanation = _explain_config(adapter_config, model_config, catalogue, trees)
+    if weights is not None:
+        lora = explanation.translated.lora if explanation.translated else lora_fields_of(adapter_config)
+        base_model = adapter_config.get("base_model_name_or_path")
+        if explanation.translated:
+            base_model = recognise(adapter_config).base_model
+        explanation.weights = _weights_report(weights, lora, base_model, model_config, catalogue or load_catalogue(), trees)
+    return explanation
+
+
+def _explain_config(adapter_config: Any, model_config: dict[str, Any] | None, catalogue: Catalogue | None,
+                    trees: TreeSource | None) -> Explanation:
+    """The config alone: its keys, problems and counts."""
     if not isinstance(adapter_config, dict):
         raise FieldError(("adapter_config",), "an adapter_config.json is a JSON object", "dict_type")
     check_nesting(adapter_config, ("adapter_config",), "adapter_config")
@@ -221,3 +249,51 @@ def _counted(explanation: Explanation, lora: dict[str, Any], training: dict[str,
     except ValidationError as error:
         problems.append("; ".join(item["msg"] for item in errors_of(error)))
     return explanation
+
+
+def _weights_report(header: WeightsHeader, lora: dict[str, Any] | None, base_model: Any, model_config: dict[str, Any] | None,
+                    catalogue: Catalogue | None, trees: TreeSource | None) -> AdapterWeights:
+    """The weights read from the header, against the config and, when the model is known, the exact predicted file."""
+    spec = None
+    if lora is not None:
+        try:
+            spec = LoraSpec.model_validate(lora)
+        except ValidationError:
+            spec = None  # the config's own problems are listed with its keys
+    weights = read_weights(header, spec)
+    findings = remarks(weights)
+    if spec is not None:
+        findings.extend(compare_with_config(weights, header, spec))
+    entry = catalogue.find(base_model) if catalogue is not None and model_config is None else None
+    if spec is not None and (entry is not None or model_config is not None) and weights.layout == "peft":
+        try:
+            arch = entry.architecture_for(spec.task_type, trees) if entry else architecture_of_config(model_config, spec.task_type, trees)
+            count = count_trainable(spec, arch)
+            fp32, bf16, _ = adapter_file_bytes(spec, arch, count)
+            weights.predicted = compare_with_prediction(header, weights, saved_tensors(spec, arch, count), fp32, bf16)
+        except (FieldError, ValidationError):
+            pass  # the same failure is reported on the counts above
+    if weights.predicted is not None:
+        findings.append(_prediction_finding(weights))
+    weights.findings = findings
+    return weights
+
+
+def _prediction_finding(weights: AdapterWeights) -> WeightsFinding:
+    predicted = weights.predicted
+    if predicted.matches:
+        return WeightsFinding(code="size_matches", severity="info", message=(
+            f"The file is exactly the {predicted.bytes:,} bytes ({predicted.tensors} tensors) the calculator predicts "
+            f"for this config in {predicted.dtype}: it holds what the config says, no more and no less."))
+    if not predicted.bytes:
+        size = f"the file mixes dtypes ({', '.join(weights.dtypes)}), so no single-dtype size applies"
+    else:
+        size = f"the calculator predicts {predicted.bytes:,} bytes in {predicted.dtype}, the file has {weights.file_bytes:,}"
+    parts = [size]
+    for label, keys in (("missing", predicted.missing), ("not predicted", predicted.unexpected),
+                        ("other shape", predicted.different_shapes)):
+        if keys:
+            parts.append(f"{label}: {', '.join(key.removeprefix('base_model.model.') for key in keys[:3])}"
+                         + (" ..." if len(keys) > 3 else ""))
+    return WeightsFinding(code="size_differs", severity="warning",
+                          message="The file is not what this config saves on this model: " + "; ".join(parts) + ".")

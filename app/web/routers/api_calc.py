@@ -9,9 +9,11 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, ValidationError
 
 from app.calc import FieldError, CalcRequest, CalcResult, compute
+from app.calc.adapter_weights import WeightsHeader, header_of_json, header_of_text
 from app.calc.dialects import parse_config_text
 from app.calc.explain import Explanation, explain
 from app.web.deps import CatalogueDep, TreesDep
+from app.spec.limits import MAX_WEIGHTS_HEADER_BYTES, MAX_WEIGHTS_KEY_LENGTH, MAX_WEIGHTS_TENSORS
 from app.web.errors import validation_detail
 
 router = APIRouter(prefix="/api", tags=["calculator"])
@@ -87,17 +89,29 @@ def get_model(model_id: str, catalogue: CatalogueDep):
     return {**_summary(model), "config": model.config}
 
 
+EXPLAIN_BODY = (
+    'An adapter_config.json, or {"adapter_config": {...} or "<YAML text>", "model_config": {...}, '
+    '"adapter_weights_header": {...} or "<JSON text>", "adapter_weights_bytes": N}; mlx-lm, Axolotl, LLaMA-Factory and '
+    "torchtune configs are recognised and translated. adapter_weights_header is the JSON header of "
+    "adapter_model.safetensors (the bytes after its first 8, which give the header's length): per module the rank and "
+    "shapes saved, DoRA magnitudes, embedding adapters, modules_to_save copies and expert adapters, the differences from "
+    "the config, and the exact file size against the calculator's when the base model is known. adapter_config may be "
+    f"left out when the header is given. Limits: a header of at most {MAX_WEIGHTS_HEADER_BYTES:,} bytes, "
+    f"{MAX_WEIGHTS_TENSORS:,} tensors and tensor names of {MAX_WEIGHTS_KEY_LENGTH} characters; adapter_weights_bytes "
+    "(optional) is the file's size, against which the offsets are checked."
+)
+
+
 @router.post("/explain", response_model=Explanation, responses=ERROR_RESPONSES)
 def explain_adapter(
-    body: Annotated[dict[str, Any], Body(description='An adapter_config.json, or {"adapter_config": {...} or "<YAML text>", '
-                                          '"model_config": {...}}; mlx-lm, Axolotl, LLaMA-Factory and torchtune configs are '
-                                          'recognised and translated.')],
+    body: Annotated[dict[str, Any], Body(description=EXPLAIN_BODY)],
     catalogue: CatalogueDep,
     trees: TreesDep,
 ):
-    """Every key of an adapter_config.json explained; exact counts when the base model is known."""
-    wrapped = "adapter_config" in body and isinstance(body["adapter_config"], (dict, str)) and "peft_type" not in body
-    adapter_config = body["adapter_config"] if wrapped else body
+    """Every key of an adapter_config.json explained; exact counts when the base model is known; the weights' header read."""
+    wrapped = "peft_type" not in body and (
+        ("adapter_config" in body and isinstance(body["adapter_config"], (dict, str))) or "adapter_weights_header" in body)
+    adapter_config = body.get("adapter_config") if wrapped else body
     if isinstance(adapter_config, str):  # another tool's YAML (or JSON) file, as text
         try:
             adapter_config = parse_config_text(adapter_config, ("body", "adapter_config"))
@@ -107,8 +121,25 @@ def explain_adapter(
     if model_config is not None and not isinstance(model_config, dict):
         return unprocessable([{"loc": ["body", "model_config"], "msg": "model_config must be a JSON object", "type": "dict_type"}])
     try:
-        return explain(adapter_config, model_config, catalogue, trees)
+        weights = _weights_header(body) if wrapped else None
+        if adapter_config is None and weights is None:
+            raise FieldError(("adapter_config",), "give an adapter_config, an adapter_weights_header, or both", "missing")
+        return explain(adapter_config, model_config, catalogue, trees, weights=weights)
     except FieldError as error:
         return unprocessable([error.as_error(("body",))])
     except ValidationError as error:
         return unprocessable([{**detail, "loc": ["body", *detail["loc"]]} for detail in error.errors()])
+
+
+def _weights_header(body: dict[str, Any]) -> WeightsHeader | None:
+    """adapter_weights_header as an object or as the header's text, checked against adapter_weights_bytes when given."""
+    value, size = body.get("adapter_weights_header"), body.get("adapter_weights_bytes")
+    if value is None:
+        return None
+    if size is not None and (type(size) is not int or size < 0):
+        raise FieldError(("adapter_weights_bytes",), "adapter_weights_bytes must be the file's size, a whole number of bytes",
+                         "int_type")
+    loc = ("adapter_weights_header",)
+    if isinstance(value, str):
+        return header_of_text(value, loc, file_bytes=size)
+    return header_of_json(value, loc, file_bytes=size)
