@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 import os
 import signal
 import time
@@ -59,11 +60,29 @@ def test_a_job_trains_streams_every_step_and_its_adapter_downloads(server_factor
     assert job["final_eval_loss"] is not None and len(job["samples_after"]) == len(job["samples_before"]) > 0
     assert 0 <= job["final_exact_match"] <= 1  # addition is scored by exact match
     adapter = httpx.get(f"{server.url}/api/jobs/{job_id}/adapter")
-    names = zipfile.ZipFile(io.BytesIO(adapter.content)).namelist()
-    assert "adapter_config.json" in names and "adapter_model.safetensors" in names
+    archive = zipfile.ZipFile(io.BytesIO(adapter.content))
+    assert "adapter_config.json" in archive.namelist() and "adapter_model.safetensors" in archive.namelist()
+    assert_weights_match_the_job(server.url, job, archive)
     # a browser that lost the stream after step 12 gets 13..30, no gap and no repeat
     resumed = follow(server.url, job_id, headers={"Last-Event-ID": "12"})
     assert [event.id for event in resumed if event.event == "metric"] == [str(step) for step in range(13, 31)]
+
+
+def assert_weights_match_the_job(base_url: str, job: dict, archive: zipfile.ZipFile) -> None:
+    """The saved adapter, read back from its safetensors header by /api/explain, is the job's: rank, modules, count, bytes."""
+    weights_file = archive.read("adapter_model.safetensors")
+    header = weights_file[8:8 + int.from_bytes(weights_file[:8], "little")].decode()
+    config = json.loads(archive.read("adapter_config.json"))
+    explained = httpx.post(f"{base_url}/api/explain", timeout=30, json={
+        # the model by its catalogue id, whatever local path the worker loaded its weights from
+        "adapter_config": {**config, "base_model_name_or_path": job["model"]},
+        "adapter_weights_header": header, "adapter_weights_bytes": len(weights_file)}).json()
+    weights = explained["weights"]
+    assert weights["ranks"] == [LEARNING_JOB["lora"]["r"]]
+    assert sum(row["count"] for row in weights["modules"]) == 14  # all-linear on tiny-llama: 2 layers x 7 projections
+    assert weights["lora_params"] == job["trainable_params"]
+    assert weights["predicted"]["matches"] is True and weights["file_bytes"] == len(weights_file)
+    assert [finding["code"] for finding in weights["findings"]] == ["size_matches"]
 
 
 def test_cancel_stops_a_running_job_within_a_step_and_keeps_its_metrics(server_factory, worker_factory):
