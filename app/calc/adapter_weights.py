@@ -179,7 +179,7 @@ def header_of_file(content: bytes, loc: tuple[str | int, ...] = (FIELD,)) -> Wei
 
 def header_of_text(text: str | bytes, loc: tuple[str | int, ...] = (FIELD,), file_bytes: int | None = None) -> WeightsHeader:
     """A header as JSON text (what the browser sends), checked as safetensors checks it; `file_bytes` bounds the offsets."""
-    raw = text.encode("utf-8") if isinstance(text, str) else text
+    raw = text.encode("utf-8", errors="surrogatepass") if isinstance(text, str) else text  # a lone surrogate: not UTF-8
     _check_length(len(raw), loc)
     try:
         value = parse_json(raw.decode("utf-8"))
@@ -199,6 +199,8 @@ def header_of_json(value: Any, loc: tuple[str | int, ...] = (FIELD,), text_bytes
         raise FieldError(loc, f"the header lists {count:,} tensors; at most {MAX_WEIGHTS_TENSORS:,} are accepted",
                          "weights_too_many")
     metadata = _metadata(value.get("__metadata__", {}), loc)
+    for text in [*value, *metadata, *metadata.values()]:
+        _check_utf8(text, loc)
     tensors = sorted((_entry(key, item, loc) for key, item in value.items() if key != "__metadata__"),
                      key=lambda tensor: (tensor.start, tensor.end))
     position = 0
@@ -223,6 +225,15 @@ def _canonical(value: dict[str, Any]) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
+def _check_utf8(text: str, loc: tuple[str | int, ...]) -> None:
+    """A name JSON escapes can spell (a lone surrogate) but UTF-8 cannot, refused before anything prints it."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise FieldError(loc, f"the safetensors header holds a name that is not UTF-8 text: {ascii(text)[:60]}",
+                         "weights_header") from None
+
+
 def _check_length(length: int, loc: tuple[str | int, ...]) -> None:
     if length > MAX_WEIGHTS_HEADER_BYTES:
         raise FieldError(loc, f"the safetensors header is {length:,} bytes long; at most {MAX_WEIGHTS_HEADER_BYTES:,} "
@@ -244,24 +255,23 @@ def _entry(key: str, item: Any, loc: tuple[str | int, ...]) -> TensorEntry:
     if len(key) > MAX_WEIGHTS_KEY_LENGTH:
         raise FieldError(loc, f"a tensor name is {len(key):,} characters long; at most {MAX_WEIGHTS_KEY_LENGTH:,} are "
                          "accepted", "weights_name_too_long")
-    name = describe(key)
     if not isinstance(item, dict) or set(item) != {"dtype", "shape", "data_offsets"}:
-        raise FieldError(loc, f"tensor {name} must have exactly dtype, shape and data_offsets", "weights_header")
+        raise FieldError(loc, f"tensor {describe(key)} must have exactly dtype, shape and data_offsets", "weights_header")
     dtype, shape, offsets = item["dtype"], item["shape"], item["data_offsets"]
     if not isinstance(dtype, str) or dtype not in DTYPE_BYTES:
-        raise FieldError(loc, f"tensor {name} has dtype {describe(dtype)}; safetensors' dtypes are "
+        raise FieldError(loc, f"tensor {describe(key)} has dtype {describe(dtype)}; safetensors' dtypes are "
                          f"{', '.join(DTYPE_BYTES)}", "weights_header")
     if (not isinstance(shape, list) or len(shape) > MAX_TENSOR_DIMS
             or not all(type(size) is int and 0 <= size <= MAX_TENSOR_DIM for size in shape)):
-        raise FieldError(loc, f"tensor {name} has shape {describe(shape)}; a shape is a list of at most "
+        raise FieldError(loc, f"tensor {describe(key)} has shape {describe(shape)}; a shape is a list of at most "
                          f"{MAX_TENSOR_DIMS} sizes from 0 to {MAX_TENSOR_DIM:,}", "weights_header")
     if (not isinstance(offsets, list) or len(offsets) != 2 or not all(type(at) is int and at >= 0 for at in offsets)
             or offsets[0] > offsets[1]):
-        raise FieldError(loc, f"tensor {name} has data_offsets {describe(offsets)}; they are [start, end] with "
+        raise FieldError(loc, f"tensor {describe(key)} has data_offsets {describe(offsets)}; they are [start, end] with "
                          "0 <= start <= end", "weights_header")
     expected = math.prod(shape) * DTYPE_BYTES[dtype]
     if offsets[1] - offsets[0] != expected:
-        raise FieldError(loc, f"tensor {name} spans {offsets[1] - offsets[0]:,} bytes but its shape {shape} of {dtype} "
+        raise FieldError(loc, f"tensor {describe(key)} spans {offsets[1] - offsets[0]:,} bytes but its shape {shape} of {dtype} "
                          f"needs {expected:,}", "weights_offsets")
     return TensorEntry(key=key, dtype=dtype, shape=tuple(shape), start=offsets[0], end=offsets[1])
 
@@ -284,9 +294,13 @@ def _mark_parameters(layers: dict[str, _Layer], spec: LoraSpec | None) -> None:
     for name, layer in layers.items():
         outer = _NESTED.sub("", name)
         layer.parameter = not layer.mlx and (
-            outer != name or f"{name}.base_layer" in layers
-            or any(outer == owner or outer.endswith("." + owner) for owner in owners)
+            outer != name or f"{name}.base_layer" in layers or not owners.isdisjoint(_dotted_suffixes(outer))
         )
+
+
+def _dotted_suffixes(name: str) -> list[str]:
+    """The name and every part of it after a dot: what peft's suffix matching of a plain name can hit."""
+    return [name] + [name[index + 1:] for index, char in enumerate(name) if char == "."]
 
 
 def read_weights(header: WeightsHeader, spec: LoraSpec | None = None) -> AdapterWeights:
@@ -444,8 +458,8 @@ def compare_with_config(weights: AdapterWeights, header: WeightsHeader, spec: Lo
             findings.append(_finding("target_unmatched", "warning",
                                      f"target_modules {targets!r} matches none of the {len(module_names)} modules saved."))
     elif isinstance(targets, (list, set, frozenset, tuple)):
-        unmatched = sorted(target for target in targets
-                           if not any(name == target or name.endswith("." + target) for name in module_names))
+        suffixes = {suffix for name in module_names for suffix in _dotted_suffixes(name)}
+        unmatched = sorted(target for target in targets if target not in suffixes)
         if unmatched:
             findings.append(_finding(
                 "target_unmatched", "warning",

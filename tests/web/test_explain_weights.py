@@ -98,3 +98,17 @@ def test_openapi_documents_the_header_and_its_limits(client):
     schema = client.get("/openapi.json").json()
     body = json.dumps(schema["paths"]["/api/explain"]["post"])
     assert "adapter_weights_header" in body and f"{MAX_WEIGHTS_HEADER_BYTES:,}" in body
+
+
+@pytest.mark.parametrize("header", [
+    '{"\\ud800.lora_A.weight": {"dtype": "F32", "shape": [1, 1], "data_offsets": [0, 4]}}',  # a lone surrogate, escaped
+    '{"__metadata__": {"\\udfff": "x"}}',
+])
+def test_a_header_with_unencodable_text_is_a_422_not_a_500(client, header):
+    api = client.post("/api/explain", json={"adapter_weights_header": header})
+    assert api.status_code == 422 and api.json()["detail"][0]["loc"] == ["body", "adapter_weights_header"]
+    as_object = client.post("/api/explain", content=b'{"adapter_weights_header": ' + header.encode() + b"}",
+                            headers={"content-type": "application/json"})
+    assert as_object.status_code == 422
+    form = client.post("/explain", data={"adapter_weights_header": header})
+    assert form.status_code == 422 and "UTF-8" in form.text
