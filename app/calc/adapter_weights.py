@@ -105,6 +105,7 @@ class WeightsModule(BaseModel):
     base_weights_saved: bool = Field(description="The wrapped layer's own weights are saved too (a targeted embedding).")
     experts: int | None = Field(None, description="Experts one parameter adapter covers (rank / r), when r is known.")
     vision: bool = Field(description="Inside the vision tower (vision_tower, vision_model or visual).")
+    first: str = Field(description="Full name of the first of these modules, as saved (without base_model.model.).")
     count: int
     layers: list[int]
     params: int = Field(description="Elements of every tensor of these modules, all together.")
@@ -376,17 +377,18 @@ def _module_rows(layers: list[_Layer], spec: LoraSpec | None) -> list[WeightsMod
         a = layer.parts.get("A") or layer.parts.get("emb_A") or layer.parts.get("mlx_A")
         b = layer.parts.get("B") or layer.parts.get("emb_B") or layer.parts.get("mlx_B")
         key = (template, kind, _rank(layer), a.shape if a else (), b.shape if b else (), a.dtype if a else "",
-               "magnitude" in layer.parts or "mlx_magnitude" in layer.parts, "B_bias" in layer.parts, layer.base_weights)
+               "magnitude" in layer.parts or "mlx_magnitude" in layer.parts, "B_bias" in layer.parts, layer.base_weights,
+               _in_vision(layer.name))
         groups.setdefault(key, []).append((index, layer))
     rows = []
-    for (template, kind, rank, a_shape, b_shape, dtype, dora, bias, base), members in groups.items():
+    for (template, kind, rank, a_shape, b_shape, dtype, dora, bias, base, vision), members in groups.items():
         experts = None
         if kind == PARAMETER and spec is not None:
             expected = _expected_rank(members[0][1].name, spec)[0]
             experts = rank // expected if rank % expected == 0 else None
         rows.append(WeightsModule(
             name=template, kind=kind, rank=rank, a_shape=list(a_shape), b_shape=list(b_shape), dtype=dtype, dora=dora,
-            lora_bias=bias, base_weights_saved=base, experts=experts, vision=any(_in_vision(layer.name) for _, layer in members),
+            lora_bias=bias, base_weights_saved=base, experts=experts, vision=vision, first=members[0][1].name,
             count=len(members), layers=sorted({index for index, _ in members if index is not None}),
             params=sum(tensor.numel for _, layer in members for tensor in layer.parts.values()),
         ))
@@ -511,7 +513,8 @@ def remarks(weights: AdapterWeights) -> list[WeightsFinding]:
         count = sum(row.count for row in vision)
         findings.append(_finding(
             "vision_tower_adapted", "warning",
-            f"{count} module(s) of the vision tower are adapted ({', '.join(row.name for row in vision[:3])}): "
+            f"{count} module(s) of the vision tower are adapted ({', '.join(row.first for row in vision[:3])}"
+            f"{' ...' if len(vision) > 3 else ''}): "
             "all-linear or a broad regex reaches the image encoder too; for a text-only fine-tune, exclude it "
             "(exclude_modules or a regex over language_model only).",
         ))

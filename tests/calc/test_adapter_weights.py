@@ -136,16 +136,38 @@ def synthetic(tensors: dict[str, tuple[str, list[int]]]) -> dict:
     return header
 
 
-def test_the_vision_tower_adapted_is_reported():
-    header = header_of_json(synthetic({
-        "base_model.model.model.vision_tower.encoder.layers.0.self_attn.q_proj.lora_A.weight": ("F32", [8, 32]),
-        "base_model.model.model.vision_tower.encoder.layers.0.self_attn.q_proj.lora_B.weight": ("F32", [32, 8]),
-        "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_A.weight": ("F32", [8, 64]),
-        "base_model.model.model.language_model.layers.0.self_attn.q_proj.lora_B.weight": ("F32", [64, 8]),
-    }))
-    weights = read_weights(header)
-    assert [row.vision for row in weights.modules] == [True, False]
-    assert [finding.code for finding in remarks(weights)] == ["vision_tower_adapted"]
+LLAVA = {"text_config": {"model_type": "llama", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 4,
+                         "num_key_value_heads": 2, "num_hidden_layers": 1, "vocab_size": 128},
+         "vision_config": {"model_type": "clip_vision_model", "hidden_size": 32, "intermediate_size": 64, "num_attention_heads": 2,
+                           "num_hidden_layers": 1, "image_size": 16, "patch_size": 8, "projection_dim": 16}}
+
+
+def llava_file(tmp_path, lora: dict) -> bytes:
+    """A tiny llava (llama text model, CLIP vision tower) adapted and saved by peft."""
+    import warnings
+
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForImageTextToText, LlavaConfig
+
+    torch.manual_seed(0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(AutoModelForImageTextToText.from_config(LlavaConfig(**LLAVA)), LoraConfig(**lora))
+        model.save_pretrained(tmp_path)
+    return (tmp_path / "adapter_model.safetensors").read_bytes()
+
+
+def test_all_linear_on_a_multimodal_model_adapts_its_vision_tower(tmp_path):
+    weights = read_weights(header_of_file(llava_file(tmp_path / "all", {"r": 4, "target_modules": "all-linear"})))
+    vision = [row for row in weights.modules if row.vision]
+    # CLIP's encoder layer: q, k, v, out_proj and fc1, fc2; same shapes as the text model's q_proj, yet a row of its own
+    assert sorted(row.name for row in vision) == ["mlp.fc1", "mlp.fc2", "self_attn.k_proj", "self_attn.out_proj",
+                                                   "self_attn.q_proj", "self_attn.v_proj"]
+    assert all(row.first.startswith("model.vision_tower.") for row in vision)
+    (finding,) = remarks(weights)
+    assert finding.code == "vision_tower_adapted" and finding.message.startswith("6 module(s)")
+    text_only = read_weights(header_of_file(llava_file(tmp_path / "text", {"r": 4, "target_modules": r".*language_model.*\.(q_proj|v_proj)"})))
+    assert remarks(text_only) == [] and sum(row.count for row in text_only.modules) == 2
 
 
 def test_mlx_lm_transposed_layout_is_read_and_reported():
