@@ -9,6 +9,7 @@ import torch
 
 from tests.calc.test_adapter_file import TINY
 from tests.calc.test_adapter_weights import saved_file
+from tests.conftest import serious_accessibility_violations
 
 pytestmark = pytest.mark.browser
 
@@ -32,3 +33,4 @@ def test_a_chosen_file_shows_the_saved_ranks_and_only_its_header_is_sent(page, l
     assert page.locator("[data-code=size_matches]").count() == 1
     header_bytes = int.from_bytes(path.read_bytes()[:8], "little")
     assert posted and max(posted) < header_bytes + 4_096 < path.stat().st_size
+    assert serious_accessibility_violations(page) == []
