@@ -526,6 +526,11 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
             "threshold (up to 32 MiB) from the heap and keeps freed heap mapped, so peak RSS ran 0.7-1.3 activation "
             "peaks above the live tensors on SmolLM2-135M (bench/bench_memory_prediction.py)."
         )
+    if arch.task != "causal-lm":
+        assumptions.append(
+            f"Approximate for this {arch.task} model: activations are derived as for a decoder-only language model's "
+            "layers from the text sizes in config.json; an encoder's bidirectional layers, a seq2seq model's encoder "
+            "and cross-attention and a vision tower's image tokens are not modelled one by one.")
     if arch.num_experts:
         assumptions.append("Mixture of experts: each routed expert is taken to keep its gathered input and a gated "
                            "MLP's tensors; the router keeps fp32 probabilities. Approximate.")

@@ -103,6 +103,8 @@ class LintResult(BaseModel):
     field: str = Field(description="The form field (and LoraConfig / TrainingArguments name) it concerns.")
     message: str
     page: str = Field(description="Slug of the encyclopedia page: /params/<page>.")
+    source: str = Field("", description="Where the rule comes from (a library file and version, an issue); empty for "
+                                          "peft's own behaviour, which the page cites.")
 
 
 class ScalingSummary(BaseModel):

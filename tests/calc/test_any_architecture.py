@@ -21,7 +21,9 @@ MODEL_TYPES = [
     "gpt_neox", "gptj", "opt", "bloom", "bert", "roberta", "t5", "bart", "deepseek_v3", "deepseek_v2", "llama4_text",
     "gpt_oss", "stablelm", "ernie4_5", "phimoe", "olmoe", "helium", "codegen", "distilbert", "mt5", "jamba",
 ]
-CATALOGUE_IDS = ["gpt2", "phi-3-mini", "mixtral-8x7b", "gemma-2-2b", "qwen2.5-0.5b"]
+CATALOGUE_IDS = ["gpt2", "phi-3-mini", "mixtral-8x7b", "gemma-2-2b", "qwen2.5-0.5b", "gemma-3-1b-it", "gemma-3-4b-it",
+                 "qwen3-8b", "qwen3-30b-a3b", "gpt-oss-20b", "olmo-2-7b", "deepseek-v2-lite", "bert-base-uncased",
+                 "flan-t5-base"]
 
 
 def _leaves(arch: Architecture) -> list[str]:
