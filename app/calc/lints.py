@@ -145,6 +145,11 @@ def _saving_lints(spec: LoraSpec, arch: Architecture, count: ParamCount, add) ->
         if name in tied:
             message += " Its weights are tied to the other end of the model; the copy is not."
         add("module_copied", "info", "modules_to_save", message, "modules_to_save")
+    head = arch.classifier_head
+    if head and spec.task_type is None and head not in {name for name, _ in count.saved_modules}:
+        add("task_head_frozen", "warning", "task_type",
+            f"This {arch.task} model's head ({head}) starts untrained, and with task_type unset peft neither trains "
+            "nor saves it; task_type SEQ_CLS (or TOKEN_CLS / QUESTION_ANS) adds it to modules_to_save.", "task_type")
     wanted = task_for(spec.task_type)
     if spec.task_type not in (None, "CAUSAL_LM") and wanted != arch.task:
         add("task_type", "warning", "task_type",
