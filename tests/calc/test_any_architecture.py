@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.calc.architecture import CONV1D, LINEAR, Architecture
+from app.calc.catalogue import load_catalogue
 from app.calc.trainable import count_trainable
 from app.spec.errors import FieldError
 from app.spec.lora import LoraSpec
@@ -94,6 +95,17 @@ def test_every_case_on_every_type(config):
     arch = architecture_of(config)
     for lora in cases(arch).values():
         assert_same_as_peft(config, lora, arch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", CATALOGUE_IDS[5:])
+def test_full_size_catalogue_model_all_linear(model_id):
+    """The shipped tree at full depth (every layer, expert and vision block) equals peft on the meta device."""
+    model = load_catalogue().get(model_id)
+    task_type = {"seq-cls": "SEQ_CLS", "seq2seq-lm": "SEQ_2_SEQ_LM"}.get(model.architecture.task)
+    lora = dict(r=16, lora_alpha=32, target_modules="all-linear", **({"task_type": task_type} if task_type else {}))
+    count = count_trainable(LoraSpec(**lora), model.architecture_for(task_type, None))
+    assert (count.trainable, count.total) == peft_counts(model.config, lora)
 
 
 @pytest.mark.parametrize("task_type", ["SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS"])
