@@ -67,6 +67,8 @@ class MemoryResult(BaseModel):
     basis: str = Field(description="What total_bytes predicts, in words.")
     assumptions: list[str]
     sources: list[str]
+    approximate: str = Field("", description="Why this estimate is rougher than usual (an encoder, seq2seq or "
+                                             "multimodal model); empty for a decoder-only language model.")
 
 
 class LeverResult(BaseModel):

@@ -38,8 +38,13 @@ def test_calculator_answers_every_new_model(client, model_id, query):
 def test_encoder_and_seq2seq_memory_says_approximate(client, model_id, task_type):
     result = client.post("/api/calc", json={"model": model_id, "lora": {"r": 8, "task_type": task_type}}).json()
     assert any(text.startswith("Approximate for this") for text in result["memory"]["assumptions"])
+    assert result["memory"]["approximate"].startswith("Approximate for this")
     decoder = client.post("/api/calc", json={"model": "qwen3-8b", "lora": {"r": 8}}).json()
     assert not any(text.startswith("Approximate for this") for text in decoder["memory"]["assumptions"])
+    assert decoder["memory"]["approximate"] == ""
+    page = client.get(f"/calculator?model={model_id}&r=8&task_type={task_type}", headers=HTMX).text
+    assert 'id="memory-approximate"' in page
+    assert 'id="memory-approximate"' not in client.get("/calculator?model=qwen3-8b&r=8", headers=HTMX).text
 
 
 def test_vision_tower_lint_shows_its_source_on_the_page(client):
