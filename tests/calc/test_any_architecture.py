@@ -8,6 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from app.calc.architecture import CONV1D, LINEAR, Architecture
+from app.calc.catalogue import load_catalogue
 from app.calc.trainable import count_trainable
 from app.spec.errors import FieldError
 from app.spec.lora import LoraSpec
@@ -21,7 +22,9 @@ MODEL_TYPES = [
     "gpt_neox", "gptj", "opt", "bloom", "bert", "roberta", "t5", "bart", "deepseek_v3", "deepseek_v2", "llama4_text",
     "gpt_oss", "stablelm", "ernie4_5", "phimoe", "olmoe", "helium", "codegen", "distilbert", "mt5", "jamba",
 ]
-CATALOGUE_IDS = ["gpt2", "phi-3-mini", "mixtral-8x7b", "gemma-2-2b", "qwen2.5-0.5b"]
+CATALOGUE_IDS = ["gpt2", "phi-3-mini", "mixtral-8x7b", "gemma-2-2b", "qwen2.5-0.5b", "gemma-3-1b-it", "gemma-3-4b-it",
+                 "qwen3-8b", "qwen3-30b-a3b", "gpt-oss-20b", "olmo-2-7b", "deepseek-v2-lite", "bert-base-uncased",
+                 "flan-t5-base"]
 
 
 def _leaves(arch: Architecture) -> list[str]:
@@ -92,6 +95,17 @@ def test_every_case_on_every_type(config):
     arch = architecture_of(config)
     for lora in cases(arch).values():
         assert_same_as_peft(config, lora, arch)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model_id", CATALOGUE_IDS[5:])
+def test_full_size_catalogue_model_all_linear(model_id):
+    """The shipped tree at full depth (every layer, expert and vision block) equals peft on the meta device."""
+    model = load_catalogue().get(model_id)
+    task_type = {"seq-cls": "SEQ_CLS", "seq2seq-lm": "SEQ_2_SEQ_LM"}.get(model.architecture.task)
+    lora = dict(r=16, lora_alpha=32, target_modules="all-linear", **({"task_type": task_type} if task_type else {}))
+    count = count_trainable(LoraSpec(**lora), model.architecture_for(task_type, None))
+    assert (count.trainable, count.total) == peft_counts(model.config, lora)
 
 
 @pytest.mark.parametrize("task_type", ["SEQ_CLS", "TOKEN_CLS", "QUESTION_ANS"])

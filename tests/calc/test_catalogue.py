@@ -88,6 +88,13 @@ def _missing_config(directory):
     (directory / "gpt2.json").unlink()
 
 
+def _source_not_text(directory):
+    path = directory / "catalogue.yaml"
+    text = path.read_text()
+    start = text.index("  source: https://huggingface.co/Qwen/Qwen3-8B/")
+    path.write_text(text[:start] + "  source: [Qwen/Qwen3-8B]" + text[text.index("\n", start):])
+
+
 def _not_a_list(directory):
     (directory / "catalogue.yaml").write_text("models: {}\n")
 
@@ -103,6 +110,7 @@ def _not_a_list(directory):
         (_missing_tree, "trees/gpt2.json", "run `lorapedia trees`"),
         (_extra_config, "catalogue.yaml", "not listed: ['orphan']"),
         (_missing_config, "gpt2.json", "cannot be read"),
+        (_source_not_text, "catalogue.yaml", "source must be a string"),
     ],
 )
 def test_bad_catalogue_names_the_file_and_reason(tmp_path, damage, file, words):
@@ -114,3 +122,11 @@ def test_bad_catalogue_names_the_file_and_reason(tmp_path, damage, file, words):
     assert caught.value.path == directory / file
     assert words in str(caught.value)
     assert str(directory / file) in str(caught.value)
+
+
+def test_every_config_copied_from_the_hub_names_its_source_and_none_trains_by_accident():
+    """Entries added with a `source` are calculator-only: jobs train only the two models whose weights Lorapedia has."""
+    sourced = [model for model in CATALOGUE.models if model.source]
+    assert len(sourced) >= 9
+    assert all(model.source.startswith(f"https://huggingface.co/{model.hf_id}/") for model in sourced)
+    assert {model.id for model in CATALOGUE.trainable()} == {"smollm2-135m-instruct", "tiny-llama"}

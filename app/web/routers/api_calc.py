@@ -38,6 +38,7 @@ class ModelSummary(BaseModel):
     model_type: str
     note: str = ""
     trainable: bool = Field(False, description="Whether POST /api/jobs can train it on this install.")
+    source: str = Field("", description="Where the config.json was copied from (and what it was checked against).")
 
 
 class ModelDetail(ModelSummary):
@@ -53,7 +54,7 @@ def unprocessable(errors: list[dict[str, Any]]) -> JSONResponse:
 
 def _summary(model) -> dict[str, Any]:
     return dict(id=model.id, name=model.name, hf_id=model.hf_id, licence=model.licence, size=model.size,
-                model_type=model.config["model_type"], note=model.note, trainable=model.trainable)
+                model_type=model.config["model_type"], note=model.note, trainable=model.trainable, source=model.source)
 
 
 @router.post("/calc", response_model=CalcResult, responses=ERROR_RESPONSES)
