@@ -116,9 +116,7 @@ def _admit(session: Session, settings: Settings, jobs: list[Job], owner_id: int 
     try:
         queued = queue.count_queued(session)
         if queued + len(jobs) > settings.max_queued_jobs:
-            more = f" and these {len(jobs)} would pass it" if queued < settings.max_queued_jobs else ""
-            raise FieldError([], f"the queue is full: {queued} jobs are already waiting (max_queued_jobs is "
-                                 f"{settings.max_queued_jobs}){more}; try again when one has started")
+            raise admission.queue_full(queued, settings.max_queued_jobs, len(jobs))
         if owner_id is not None:
             admission.check_quota(session, settings, owner_id, sum(job.predicted_seconds or 0.0 for job in jobs), len(jobs))
         if experiment is not None:

@@ -212,8 +212,13 @@ def test_a_last_event_id_that_is_no_step_is_ignored(app, client, last_event_id):
 
 def test_a_full_queue_refuses_more_jobs_before_queueing(settings, client):
     settings.max_queued_jobs = 2
-    assert [client.post("/api/jobs", json=SMALL_JOB).status_code for _ in range(3)] == [201, 201, 422]
-    assert "queue is full" in client.post("/api/jobs", json=SMALL_JOB).json()["detail"][0]["msg"]
+    assert [client.post("/api/jobs", json=SMALL_JOB).status_code for _ in range(3)] == [201, 201, 503]
+    full = client.post("/api/jobs", json=SMALL_JOB)
+    assert full.status_code == 503 and int(full.headers["retry-after"]) > 0
+    assert "queue is full: 2 jobs are already waiting (max_queued_jobs is 2)" in full.json()["detail"][0]["msg"]
+    for path in ("/api/jobs", "/api/experiments", "/api/jobs/{job_id}/retry"):  # documented, with its header
+        documented = client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
+        assert "Retry-After" in documented["503"]["headers"] and "Retry-After" in documented["429"]["headers"]
     assert len(client.get("/api/jobs").json()) == 2
 
 
