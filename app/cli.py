@@ -17,6 +17,11 @@ from app.settings import get_settings
 
 logger = logging.getLogger("lorapedia")
 GRACEFUL_SHUTDOWN_SECONDS = 10  # requests still open this long after SIGTERM (event streams end at once) are cut
+# uvicorn closes an idle kept-alive connection after 5 s by default, the idle time httpx's pool (and many
+# clients) keep one for too: a request sent on a connection the server is closing at that moment fails with a
+# read error (the likely cause of the load benchmark's stray ReadErrors). Proxies keep upstream connections 60 s
+# or more, so the server waits longer than any of them.
+KEEP_ALIVE_SECONDS = 75
 
 
 def _configure_logging(level: str) -> None:
@@ -133,7 +138,7 @@ def serve(host: str, port: int, with_worker: bool) -> None:
             super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, host=host, port=port, log_level=settings.log_level,
-                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS)
+                            timeout_graceful_shutdown=GRACEFUL_SHUTDOWN_SECONDS, timeout_keep_alive=KEEP_ALIVE_SECONDS)
     try:
         Server(config).run()
     finally:

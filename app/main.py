@@ -9,6 +9,7 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
+from app.accounts.throttle import LoginThrottle
 from app.calc.catalogue import load_catalogue
 from app.content.library import load_library
 from app.jobs.db import init_db, make_engine
@@ -55,6 +56,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.library = library
     app.state.catalogue = catalogue
     app.state.engine = engine
+    app.state.login_throttle = LoginThrottle(settings.login_failures, settings.login_window_seconds)
     app.state.trees = TreeService(engine)  # its helper process starts on the first pasted config
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)

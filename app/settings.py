@@ -47,7 +47,7 @@ class Settings(BaseSettings):
         default_factory=list,
         description="Extra Hugging Face ids or local paths that jobs may load (JSON list). trust_remote_code is never enabled.",
     )
-    max_queued_jobs: int = Field(20, ge=1, description="Jobs waiting in the queue at most; more are refused with 422.")
+    max_queued_jobs: int = Field(20, ge=1, description="Jobs waiting in the queue at most; more are refused with 503 and Retry-After.")
     max_steps: int = Field(500, ge=1, description="Optimizer steps one job may run at most.")
     max_seq_length: int = Field(1024, ge=8, description="Longest sequence a job may train on, in tokens.")
     max_batch_size: int = Field(256, ge=1, description="per_device_train_batch_size of a job at most.")
@@ -71,6 +71,8 @@ class Settings(BaseSettings):
     )
     accounts: bool = Field(False, description="on: creating jobs needs a signed-in user (sign-in form, API bearer tokens); reading stays public.")
     open_instance: bool = Field(False, description="Lets anyone create jobs on a non-loopback bind without accounts; off, such an instance refuses job creation.")
+    login_failures: int = Field(10, ge=1, description="Failed sign-ins one client address, or one account name, may make per login_window_seconds; more answer 429 with Retry-After.")
+    login_window_seconds: float = Field(600.0, gt=0, description="The window in which login_failures are counted, in seconds.")
     session_days: float = Field(14.0, gt=0, description="How long a browser sign-in lasts, in days.")
     max_queued_jobs_per_user: int = Field(3, ge=1, description="Queued jobs one user may have waiting at once (accounts on).")
     max_gpu_seconds_per_day: float = Field(

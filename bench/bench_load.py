@@ -2,8 +2,11 @@
 
 Run: .venv/bin/python bench/bench_load.py [--readers 200] [--subscribers 100] [--seconds 60] [--worker]
 Starts a server on a free 127.0.0.1 port, queues one tiny-llama job (trained, with --worker, by the embedded
-worker), then for the given time N readers fetch pages in a loop, M clients follow the job's event stream and
-one prober times /healthz every 50 ms. Prints errors by kind, page and healthz p50/p99 (target p99 under
+worker). Load model: each of N readers fetches a page, then thinks 1-2 s (uniform) before the next, as a person
+reading does; M clients follow the job's event stream; one prober times /healthz every 50 ms. All of it runs in
+one asyncio process (httpx), whose own CPU use is printed so a saturated load generator shows. First the
+subscribers alone for a few seconds (server CPU per subscriber, minus an idle baseline), then everything for
+the given time. Prints errors by kind (with an example message), page and healthz p50/p99 (target p99 under
 300 ms), and the server's CPU time per SSE subscriber.
 """
 
@@ -13,6 +16,7 @@ import argparse
 import asyncio
 import logging
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -31,6 +35,8 @@ logger = logging.getLogger("bench_load")
 PAGES = ["/", "/params/r", "/params/lora_alpha", "/calculator?model=llama-3.1-8b&r=16&target_modules=all-linear",
          "/jobs", "/api/jobs", "/search?q=rank", "/explain"]
 P99_TARGET_SECONDS = 0.3
+THINK_SECONDS = (1.0, 2.0)  # a reader's pause between pages, uniform
+SUBSCRIBER_PHASE_SECONDS = 10.0
 
 
 def start_server(port: int, var_dir: str, worker: bool) -> psutil.Popen:
@@ -42,9 +48,24 @@ def start_server(port: int, var_dir: str, worker: bool) -> psutil.Popen:
     return wait_until_up(port, process)
 
 
-async def reader(client: httpx.AsyncClient, index: int, stop: float, latencies: list[float], errors: Counter) -> None:
-    """Fetch pages in turn until `stop`."""
+class Errors(Counter):
+    """Errors by kind, keeping the first message of each kind (to diagnose, not just count)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.examples: dict[str, str] = {}
+
+    def add(self, kind: str, error: BaseException | None = None) -> None:
+        self[kind] += 1
+        if error is not None:
+            self.examples.setdefault(kind, f"{type(error).__name__}: {error!r}"[:300])
+
+
+async def reader(client: httpx.AsyncClient, index: int, stop: float, latencies: list[float], errors: Errors) -> None:
+    """Fetch a page, think 1-2 s, and again, until `stop`; readers start spread over the first think time."""
     turn = index
+    think = random.Random(index)
+    await asyncio.sleep(think.uniform(0, THINK_SECONDS[1]))
     while time.monotonic() < stop:
         path = PAGES[turn % len(PAGES)]
         turn += 1
@@ -52,20 +73,21 @@ async def reader(client: httpx.AsyncClient, index: int, stop: float, latencies: 
         try:
             response = await client.get(path)
             if response.status_code != 200:
-                errors[f"HTTP {response.status_code} {path.split('?')[0]}"] += 1
+                errors.add(f"HTTP {response.status_code} {path.split('?')[0]}")
             else:
                 latencies.append(time.perf_counter() - started)
         except httpx.HTTPError as error:
-            errors[type(error).__name__] += 1
+            errors.add(type(error).__name__, error)
+        await asyncio.sleep(think.uniform(*THINK_SECONDS))
 
 
-async def subscriber(client: httpx.AsyncClient, job_id: int, stop: float, events: Counter, errors: Counter) -> None:
+async def subscriber(client: httpx.AsyncClient, job_id: int, stop: float, events: Counter, errors: Errors) -> None:
     """Follow the job's event stream until `stop` (reconnecting if the stream ends)."""
     while time.monotonic() < stop:
         try:
             async with client.stream("GET", f"/api/jobs/{job_id}/events", timeout=httpx.Timeout(10, read=None)) as response:
                 if response.status_code != 200:
-                    errors[f"SSE HTTP {response.status_code}"] += 1
+                    errors.add(f"SSE HTTP {response.status_code}")
                     await asyncio.sleep(1)
                     continue
                 async for line in response.aiter_lines():
@@ -74,10 +96,10 @@ async def subscriber(client: httpx.AsyncClient, job_id: int, stop: float, events
                     if time.monotonic() >= stop:
                         return
         except httpx.HTTPError as error:
-            errors[f"SSE {type(error).__name__}"] += 1
+            errors.add(f"SSE {type(error).__name__}", error)
 
 
-async def prober(client: httpx.AsyncClient, stop: float, latencies: list[float], errors: Counter) -> None:
+async def prober(client: httpx.AsyncClient, stop: float, latencies: list[float], errors: Errors) -> None:
     """Time /healthz every 50 ms."""
     while time.monotonic() < stop:
         started = time.perf_counter()
@@ -85,25 +107,37 @@ async def prober(client: httpx.AsyncClient, stop: float, latencies: list[float],
             (await client.get("/healthz")).raise_for_status()
             latencies.append(time.perf_counter() - started)
         except httpx.HTTPError as error:
-            errors[f"healthz {type(error).__name__}"] += 1
+            errors.add(f"healthz {type(error).__name__}", error)
         await asyncio.sleep(0.05)
 
 
-async def run(base_url: str, job_id: int, readers: int, subscribers: int, seconds: float) -> tuple[list, list, Counter, Counter]:
-    limits = httpx.Limits(max_connections=readers + subscribers + 10, max_keepalive_connections=readers + subscribers + 10)
-    page_latencies: list[float] = []
-    healthz_latencies: list[float] = []
-    errors: Counter = Counter()
-    events: Counter = Counter()
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client, \
+async def run(base_url: str, job_id: int, readers: int, subscribers: int, seconds: float, server: psutil.Process) -> dict:
+    """The subscribers-only phase, then the full load; latencies, errors, events and CPU seconds of each phase."""
+    # readers and subscribers on pools of their own, so a stream never waits for a connection a reader holds
+    page_pool = httpx.Limits(max_connections=readers + 10, max_keepalive_connections=readers + 10)
+    stream_pool = httpx.Limits(max_connections=subscribers + 10, max_keepalive_connections=subscribers + 10)
+    result: dict = {"pages": [], "healthz": [], "errors": Errors(), "events": Counter()}
+    async with httpx.AsyncClient(base_url=base_url, limits=page_pool, timeout=60) as pages, \
+            httpx.AsyncClient(base_url=base_url, limits=stream_pool, timeout=60) as streams, \
             httpx.AsyncClient(base_url=base_url, timeout=10) as health:
-        stop = time.monotonic() + seconds
+        idle_before = server_cpu_seconds(server)
+        await asyncio.sleep(3)
+        result["idle_cpu_per_second"] = (server_cpu_seconds(server) - idle_before) / 3
+        stop = time.monotonic() + SUBSCRIBER_PHASE_SECONDS + seconds
+        streaming = [asyncio.create_task(subscriber(streams, job_id, stop, result["events"], result["errors"])) for _ in range(subscribers)]
+        await asyncio.sleep(2)  # every stream connected and caught up
+        cpu_before = server_cpu_seconds(server)
+        await asyncio.sleep(SUBSCRIBER_PHASE_SECONDS - 2)
+        result["subscriber_cpu_per_second"] = (server_cpu_seconds(server) - cpu_before) / (SUBSCRIBER_PHASE_SECONDS - 2)
+        cpu_before, own_before, full_stop = server_cpu_seconds(server), time.process_time(), time.monotonic() + seconds
         await asyncio.gather(
-            *(reader(client, index, stop, page_latencies, errors) for index in range(readers)),
-            *(subscriber(client, job_id, stop, events, errors) for _ in range(subscribers)),
-            prober(health, stop, healthz_latencies, errors),
+            *(reader(pages, index, full_stop, result["pages"], result["errors"]) for index in range(readers)),
+            prober(health, full_stop, result["healthz"], result["errors"]),
         )
-    return page_latencies, healthz_latencies, errors, events
+        result["full_cpu"] = server_cpu_seconds(server) - cpu_before
+        result["generator_cpu"] = time.process_time() - own_before
+        await asyncio.gather(*streaming)
+    return result
 
 
 def server_cpu_seconds(process: psutil.Process) -> float:
@@ -130,23 +164,29 @@ def main() -> None:
         try:
             job = {"model": "tiny-llama", "dataset": "addition", "training": {"max_steps": 500}}
             job_id = httpx.post(f"{base_url}/api/jobs", json=job).raise_for_status().json()["id"]
-            cpu_before = server_cpu_seconds(server)
-            pages, healthz, errors, events = asyncio.run(run(base_url, job_id, args.readers, args.subscribers, args.seconds))
-            cpu = server_cpu_seconds(server) - cpu_before
+            result = asyncio.run(run(base_url, job_id, args.readers, args.subscribers, args.seconds, server))
         finally:
             server.terminate()
             server.wait(timeout=60)
-    logger.info("%d readers, %d SSE subscribers, %.0f s, job %s", args.readers, args.subscribers, args.seconds,
-                "running (worker)" if args.worker else "queued (no worker)")
+    errors: Errors = result["errors"]
+    logger.info("%d readers (each: a page, then 1-2 s of thinking), %d SSE subscribers, %.0f s, job %s", args.readers,
+                args.subscribers, args.seconds, "running (worker)" if args.worker else "queued (no worker)")
     logger.info("errors: %d %s", sum(errors.values()), dict(errors) or "")
-    for name, samples in (("page", pages), ("healthz", healthz)):
+    for kind, example in errors.examples.items():
+        logger.info("  first %s: %s", kind, example)
+    for name in ("pages", "healthz"):
+        samples = result[name]
         if samples:
             p99 = percentile(samples, 0.99)
             logger.info("%-8s %6d answers  p50 %7.1f ms  p99 %7.1f ms  (p99 %.2fx of the %d ms target)", name, len(samples),
                         percentile(samples, 0.5) * 1e3, p99 * 1e3, p99 / P99_TARGET_SECONDS, P99_TARGET_SECONDS * 1e3)
-    logger.info("pages per second: %.0f; SSE events received: %s", len(pages) / args.seconds, dict(events))
-    logger.info("web process CPU: %.1f s over %.0f s (%.0f%% of one core); per SSE subscriber: %.1f ms CPU per second (upper bound: readers share it)",
-                cpu, args.seconds, 100 * cpu / args.seconds, 1e3 * cpu / args.seconds / max(args.subscribers, 1))
+    logger.info("pages per second: %.0f; SSE events received: %s", len(result["pages"]) / args.seconds, dict(result["events"]))
+    per_subscriber = (result["subscriber_cpu_per_second"] - result["idle_cpu_per_second"]) / max(args.subscribers, 1)
+    logger.info("web process CPU: idle %.1f%% of a core; %d subscribers alone %.1f%%: %.2f ms CPU per subscriber-second (measured)",
+                100 * result["idle_cpu_per_second"], args.subscribers, 100 * result["subscriber_cpu_per_second"], 1e3 * per_subscriber)
+    logger.info("web process CPU under the full load: %.0f%% of one core; the load generator itself: %.0f%% of one core",
+                100 * result["full_cpu"] / args.seconds, 100 * result["generator_cpu"] / args.seconds)
+    logger.info("load average after: %.1f %.1f %.1f", *os.getloadavg())
 
 
 if __name__ == "__main__":

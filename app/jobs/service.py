@@ -53,10 +53,14 @@ def job_spec(settings: Settings, request: JobCreate) -> JobSpec:
 def prepare_job(settings: Settings, catalogue: Catalogue, spec: JobSpec, owner_id: int | None = None,
                 retry_of: int | None = None) -> Job:
     """The job row a spec makes, after every check that does not need the queue; FieldError names the field at fault."""
-    catalogue.resolve_trainable(spec.model, settings.allowed_models)
+    model = catalogue.resolve_trainable(spec.model, settings.allowed_models)
     rows = spec.dataset_rows
     train_rows = rows if rows is not None else _catalogue_rows(settings, spec.dataset)
     total_steps = settings.instance_limits().check(spec.training, len(train_rows))
+    counter = admission.token_counter(model, settings)
+    if counter is not None:
+        admission.check_row_lengths(train_rows, counter, spec.training.max_seq_length, pasted=rows is not None,
+                                    catalogue_key=None if rows is not None else (model.id, spec.dataset, settings.content_dir))
     prediction = predictions.predict(spec, catalogue, total_steps, admission.row_tokens(train_rows, spec.training.max_seq_length),
                                      settings.worker_flops_per_second)
     admission.check_predictions(settings, prediction["predicted_memory_bytes"], prediction["predicted_seconds"])
@@ -116,9 +120,7 @@ def _admit(session: Session, settings: Settings, jobs: list[Job], owner_id: int 
     try:
         queued = queue.count_queued(session)
         if queued + len(jobs) > settings.max_queued_jobs:
-            more = f" and these {len(jobs)} would pass it" if queued < settings.max_queued_jobs else ""
-            raise FieldError([], f"the queue is full: {queued} jobs are already waiting (max_queued_jobs is "
-                                 f"{settings.max_queued_jobs}){more}; try again when one has started")
+            raise admission.queue_full(queued, settings.max_queued_jobs, len(jobs))
         if owner_id is not None:
             admission.check_quota(session, settings, owner_id, sum(job.predicted_seconds or 0.0 for job in jobs), len(jobs))
         if experiment is not None:

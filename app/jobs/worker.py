@@ -20,7 +20,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
 from app.calc.catalogue import load_catalogue
-from app.jobs import predictions, queue
+from app.jobs import notify, predictions, queue
 from app.jobs.db import WORKER_POOL_SIZE, init_db, make_engine
 from app.jobs.tables import Job, JobStatus
 from app.settings import Settings
@@ -60,17 +60,30 @@ def run_worker(settings: Settings, load_trainer: Callable[[], Trainer], *, stop:
     init_db(engine)
     worker_id = make_worker_id()
     logger.info("worker %s polling %s", worker_id, engine.url.render_as_string(hide_password=True))
+    work = threading.Event()  # set by a PostgreSQL notice that a job was queued or changed
+    listener = notify.listen(engine, lambda kind, _job_id: work.set() if kind == "job" else None)
     try:
         while not stop.is_set():
             queue.reap_expired_leases(engine)
             job_id = queue.claim_next_job(engine, worker_id, settings.lease_seconds)
             if job_id is None:
-                stop.wait(settings.poll_seconds)
+                _wait_for_work(stop, work, settings.poll_seconds)
                 continue
             JobRun(engine, settings, job_id, worker_id, trainer, stop).execute()
     finally:
+        if listener is not None:
+            listener.stop()
         engine.dispose()
         logger.info("worker %s stopped", worker_id)
+
+
+def _wait_for_work(stop: threading.Event, work: threading.Event, seconds: float) -> None:
+    """Wait until a notice says there may be work, `stop` is set, or the poll interval ends."""
+    deadline = time.monotonic() + seconds
+    while not stop.is_set() and (remaining := deadline - time.monotonic()) > 0:
+        if work.wait(min(remaining, notify.STOP_CHECK_SECONDS)):
+            break
+    work.clear()
 
 
 def _stop_when_orphaned(parent_pid: int, stop: threading.Event) -> None:

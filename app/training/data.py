@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import logging
 import random
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
 
-from app.content.datasets import row_messages
+from app.content.chat_tokens import chat_segments
 
 logger = logging.getLogger(__name__)
 
@@ -46,29 +46,17 @@ class Batch:
                      self.attention_mask.to(device), self.token_count, self.target_count)
 
 
-def chat_segments(row: dict, tokenizer) -> list[tuple[str, bool]]:
-    """The row rendered with the chat template, cut into (text, is_response) pieces: only assistant turns are targets."""
-    messages = row_messages(row)
-    segments: list[tuple[str, bool]] = []
-    rendered = ""
-    for index, message in enumerate(messages):
-        if message["role"] != "assistant":
-            continue
-        prompt = tokenizer.apply_chat_template(messages[:index], tokenize=False, add_generation_prompt=True)
-        full = tokenizer.apply_chat_template(messages[: index + 1], tokenize=False)
-        if not (prompt.startswith(rendered) and full.startswith(prompt)):
-            raise ValueError("the chat template does not render conversations as growing prefixes; cannot mask prompts")
-        segments.append((prompt[len(rendered):], False))
-        segments.append((full[len(prompt):], True))
-        rendered = full
-    return [(text, is_response) for text, is_response in segments if text]
+def render_with(tokenizer) -> Callable[[list[dict], bool], str]:
+    """The tokenizer's chat template as chat_segments calls it."""
+    return lambda messages, add_generation_prompt: tokenizer.apply_chat_template(
+        messages, tokenize=False, add_generation_prompt=add_generation_prompt)
 
 
 def tokenize_row(row: dict, tokenizer, max_seq_length: int) -> Example | None:
     """Token ids with prompt tokens masked; truncated to max_seq_length; None when no response token survives."""
     input_ids: list[int] = []
     labels: list[int] = []
-    for text, is_response in chat_segments(row, tokenizer):
+    for text, is_response in chat_segments(row, render_with(tokenizer)):
         # Each piece is tokenised alone, exactly as the prompt is tokenised when the model answers it later.
         ids = tokenizer(text, add_special_tokens=False)["input_ids"]
         input_ids.extend(ids)

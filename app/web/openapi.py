@@ -7,10 +7,10 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from app.web.guard import BUSY_RETRY_SECONDS
 
 # POST routes that compute under the request's time budget (app.web.guard)
 BUDGETED = {"/api/calc", "/api/explain", "/api/jobs"}
+RETRY_AFTER = {"Retry-After": {"description": "Seconds to wait before trying again.", "schema": {"type": "integer"}}}
 ERROR_BODY = {"application/json": {"schema": {"type": "object", "properties": {"detail": {}}}}}
 
 
@@ -33,8 +33,10 @@ def install(app: FastAPI, max_body_bytes: int) -> None:
                         _add(responses, "403", "Refused: the request came from another site (Origin or Sec-Fetch-Site).")
                         _add(responses, "413", f"The request body is over {max_body_bytes:,} bytes.")
                     if method == "post" and path in BUDGETED:
-                        _add(responses, "503", "The computation ran past the per-request time budget and was stopped.",
-                             headers={"Retry-After": {"description": f"Seconds to wait ({BUSY_RETRY_SECONDS}).", "schema": {"type": "integer"}}})
+                        busy = "The computation ran past the per-request time budget and was stopped"
+                        if "503" in responses:
+                            responses["503"]["description"] = f"{responses['503']['description']}; or: {busy.lower()}."
+                        _add(responses, "503", f"{busy}.", headers=RETRY_AFTER)
             app.openapi_schema = document
         return app.openapi_schema
 

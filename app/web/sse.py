@@ -2,6 +2,7 @@
 
 The database is the only channel between web and worker processes. Every subscriber of one job shares
 one poll of it (a JobFeed): 200 open pages of a running job cost one query every poll interval, not 200.
+On PostgreSQL a notice (app.jobs.notify) makes the feed poll at once; the interval is then only the fallback.
 Metric events carry `id: <step>`, so a reconnecting EventSource sends Last-Event-ID and resumes with the
 next step: no gap, no duplicate. On shutdown every stream ends at once (`close_streams`), so the server
 does not wait for running jobs to finish before it exits.
@@ -21,7 +22,7 @@ from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
 
-from app.jobs import service
+from app.jobs import notify, service
 from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
 
 logger = logging.getLogger(__name__)
@@ -73,7 +74,19 @@ class JobFeed:
         self.polls = 0
         self.version = 0
         self._changed = asyncio.Event()
+        self._poked = asyncio.Event()  # a PostgreSQL notice or the hub closing: poll now
         self.task: asyncio.Task | None = None
+
+    def poke(self) -> None:
+        """Poll now instead of at the end of the poll interval."""
+        self._poked.set()
+
+    async def _pause(self) -> None:
+        try:
+            await asyncio.wait_for(self._poked.wait(), self.poll_seconds)
+        except TimeoutError:
+            pass
+        self._poked.clear()
 
     def notify(self) -> None:
         """Wake every subscriber: something changed (or the hub is closing)."""
@@ -108,7 +121,7 @@ class JobFeed:
                 if self.finished:
                     return
                 if caught_up:
-                    await self.hub.sleep(self.poll_seconds)
+                    await self._pause()
         except Exception as error:  # the subscribers end their streams; the next page load starts a new feed
             logger.exception("job %d: the shared event poll failed", self.job_id)
             self.error = error
@@ -124,7 +137,6 @@ class StreamHub:
         self.engine = engine
         self.feeds: dict[int, JobFeed] = {}
         self.closed = False
-        self._closing: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
 
     def subscribe(self, job_id: int, poll_seconds: float) -> JobFeed:
@@ -148,14 +160,16 @@ class StreamHub:
         if self.feeds.get(feed.job_id) is feed:
             del self.feeds[feed.job_id]
 
-    async def sleep(self, seconds: float) -> None:
-        """Sleep, or less if the hub closes meanwhile."""
-        if self._closing is None:
-            self._closing = asyncio.Event()
-        try:
-            await asyncio.wait_for(self._closing.wait(), seconds)
-        except TimeoutError:
-            pass
+    def poke_from_thread(self, kind: str, job_id: int) -> None:
+        """A job's row or metric changed (a PostgreSQL notice, on the listener's thread): its feed polls now."""
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._poke, job_id)
+
+    def _poke(self, job_id: int) -> None:
+        feed = self.feeds.get(job_id)
+        if feed is not None:
+            feed.poke()
 
     def close(self) -> None:
         """End every stream now and refuse new ones; safe to call from a signal handler or another thread."""
@@ -164,9 +178,8 @@ class StreamHub:
             self._loop.call_soon_threadsafe(self._wake_all)
 
     def _wake_all(self) -> None:
-        if self._closing is not None:
-            self._closing.set()
         for feed in list(self.feeds.values()):
+            feed.poke()
             feed.notify()
 
 
@@ -182,13 +195,17 @@ def hub_for(engine: Engine) -> StreamHub:
 
 
 def open_streams(app: FastAPI) -> None:
-    """A fresh hub for the app's streams (at start-up; a restarted app must not inherit a closed one)."""
-    _HUBS[app.state.engine] = StreamHub(app.state.engine)
+    """A fresh hub for the app's streams (at start-up; a restarted app must not inherit a closed one), woken by PostgreSQL notices."""
+    hub = _HUBS[app.state.engine] = StreamHub(app.state.engine)
+    app.state.job_listener = notify.listen(app.state.engine, hub.poke_from_thread)
 
 
 def close_streams(app: FastAPI) -> None:
     """End the app's event streams at once (on shutdown)."""
     hub_for(app.state.engine).close()
+    listener = getattr(app.state, "job_listener", None)
+    if listener is not None:
+        listener.stop()
 
 
 async def job_event_stream(

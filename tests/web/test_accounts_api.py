@@ -131,6 +131,20 @@ def test_tokens_are_made_and_revoked_through_the_api(accounts_client):
     assert client.get("/api/me", headers=headers).status_code == 401
 
 
+def test_sign_in_is_refused_with_429_after_ten_failures_even_with_the_right_password(tmp_path):
+    with make_client(tmp_path, login_failures=10) as client:
+        add_accounts(client)
+        failures = [client.post("/login", data={"name": "ada", "password": f"wrong password {n}"}).status_code for n in range(10)]
+        refused = client.post("/login", data={"name": "ada", "password": PASSWORD}, follow_redirects=False)
+        other_name = client.post("/login", data={"name": "bob", "password": PASSWORD}, follow_redirects=False)
+        from_elsewhere = client.app.state.login_throttle.retry_after("192.0.2.7", "ada")
+    assert failures == [401] * 10
+    assert refused.status_code == 429 and 590 <= int(refused.headers["retry-after"]) <= 600 and "set-cookie" not in refused.headers
+    assert "Too many failed sign-ins" in refused.text and "login_failures" in refused.text
+    assert other_name.status_code == 429  # the same address
+    assert from_elsewhere > 0  # the same name
+
+
 def test_a_users_queue_quota_refuses_the_next_job_naming_the_limit(tmp_path):
     with make_client(tmp_path, max_queued_jobs_per_user=2) as client:
         add_accounts(client)
@@ -138,7 +152,7 @@ def test_a_users_queue_quota_refuses_the_next_job_naming_the_limit(tmp_path):
         assert [client.post("/api/jobs", json=SMALL_JOB, headers=ada).status_code for _ in range(2)] == [201, 201]
         refused = client.post("/api/jobs", json=SMALL_JOB, headers=ada)
         assert client.post("/api/jobs", json=SMALL_JOB, headers=bob).status_code == 201  # the quota is per user
-    assert refused.status_code == 422
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
     assert "2 jobs waiting" in refused.json()["detail"][0]["msg"] and "max_queued_jobs_per_user" in refused.json()["detail"][0]["msg"]
 
 
@@ -155,7 +169,7 @@ def test_a_users_daily_worker_time_counts_what_ran_and_what_waits(tmp_path):
         with engine.begin() as connection:
             connection.exec_driver_sql("UPDATE job SET started_at = datetime('now', '-100 seconds'), finished_at = datetime('now', '-30 seconds')")
         refused = client.post("/api/jobs", json=SMALL_JOB, headers=ada)
-    assert refused.status_code == 422
+    assert refused.status_code == 429 and int(refused.headers["retry-after"]) > 0
     message = refused.json()["detail"][0]["msg"]
     assert "used 70 s" in message and "max_gpu_seconds_per_day" in message and "60 s" in message
 

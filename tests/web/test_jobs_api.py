@@ -212,8 +212,13 @@ def test_a_last_event_id_that_is_no_step_is_ignored(app, client, last_event_id):
 
 def test_a_full_queue_refuses_more_jobs_before_queueing(settings, client):
     settings.max_queued_jobs = 2
-    assert [client.post("/api/jobs", json=SMALL_JOB).status_code for _ in range(3)] == [201, 201, 422]
-    assert "queue is full" in client.post("/api/jobs", json=SMALL_JOB).json()["detail"][0]["msg"]
+    assert [client.post("/api/jobs", json=SMALL_JOB).status_code for _ in range(3)] == [201, 201, 503]
+    full = client.post("/api/jobs", json=SMALL_JOB)
+    assert full.status_code == 503 and int(full.headers["retry-after"]) > 0
+    assert "queue is full: 2 jobs are already waiting (max_queued_jobs is 2)" in full.json()["detail"][0]["msg"]
+    for path in ("/api/jobs", "/api/experiments", "/api/jobs/{job_id}/retry"):  # documented, with its header
+        documented = client.get("/openapi.json").json()["paths"][path]["post"]["responses"]
+        assert "Retry-After" in documented["503"]["headers"] and "Retry-After" in documented["429"]["headers"]
     assert len(client.get("/api/jobs").json()) == 2
 
 
@@ -313,3 +318,27 @@ def test_the_job_api_is_in_openapi(client):
                  "/api/jobs/{job_id}/events", "/api/jobs/{job_id}/cancel", "/api/jobs/{job_id}/adapter"):
         assert path in paths, path
     assert "text/event-stream" in paths["/api/jobs/{job_id}/events"]["get"]["responses"]["200"]["content"]
+
+
+def test_a_row_longer_than_max_seq_length_is_refused_at_submission_naming_it(client):
+    rows = '{"prompt": "short", "response": "fine"}\n' + '{"prompt": "%s", "response": "r"}\n' % ("long " * 40)
+    pasted = client.post("/api/jobs", json={**SMALL_JOB, "dataset": None, "dataset_jsonl": rows, "training": {"max_seq_length": 64}})
+    assert pasted.status_code == 422
+    error = pasted.json()["detail"][0]
+    # tiny-llama: one token per byte of the 200-byte prompt and 1-byte response, plus ChatML: 4 markers and "user\n", "assistant\n", 2 x "\n"
+    assert error["loc"] == ["body", "dataset_jsonl"] and "row 2 of the pasted data is 222 tokens" in error["msg"]
+    assert "max_seq_length is 64" in error["msg"]
+    catalogue = client.post("/api/jobs", json={**SMALL_JOB, "dataset": "lora-qa", "training": {"max_seq_length": 64}})
+    assert catalogue.status_code == 422 and catalogue.json()["detail"][0]["loc"] == ["body", "training", "max_seq_length"]
+    assert "training row 1 of the dataset is" in catalogue.json()["detail"][0]["msg"]
+    assert client.post("/api/jobs", json={**SMALL_JOB, "dataset": "lora-qa", "training": {"max_seq_length": 1024}}).status_code == 201
+
+
+def test_counting_a_rows_tokens_at_submission_loads_neither_torch_nor_transformers():
+    probe = ("import sys; from app.calc import load_catalogue; from app.jobs.admission import token_counter; from app.settings import Settings\n"
+             "for model in load_catalogue().trainable(()):\n"
+             "    counter = token_counter(model, Settings())\n"
+             "    assert counter is None or counter.count({'prompt': 'p', 'response': 'r'})[0] > 2\n"
+             "print('torch' in sys.modules, 'transformers' in sys.modules)")
+    result = subprocess.run([sys.executable, "-c", probe], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False False"

@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field
 from app.accounts import AccountError, AccountPublic, authenticate, create_session, create_token, delete_session, find_account
 from app.accounts import list_tokens, revoke_token
 from app.accounts.passwords import MAX_PASSWORD_LENGTH
+from app.accounts.throttle import LoginThrottle
 from app.accounts.tables import MAX_NAME_LENGTH
 from app.web.auth import SESSION_COOKIE, CurrentUser, safe_next
 from app.web.deps import SessionDep, SettingsDep
@@ -39,10 +40,20 @@ def login(request: Request, settings: SettingsDep, session: SessionDep,
           password: Annotated[str, Form(max_length=MAX_PASSWORD_LENGTH)] = "", next: Annotated[str, Form()] = "/"):
     """Check the password (argon2, in a worker thread), start a session and go back where the person came from."""
     _accounts_on(settings)
+    throttle: LoginThrottle = request.app.state.login_throttle
+    address = request.client.host if request.client else ""
+    wait = throttle.retry_after(address, name)
+    if wait:
+        error = (f"Too many failed sign-ins from this address or for this name ({settings.login_failures} in "
+                 f"{settings.login_window_seconds:,.0f} s, login_failures): try again in {wait} s.")
+        return render(request, "account/login.html", {"next": safe_next(next), "name": name, "error": error},
+                      status_code=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(wait)})
     account = authenticate(session, name, password)
     if account is None:
+        throttle.failed(address, name)
         return render(request, "account/login.html", {"next": safe_next(next), "name": name, "error": SIGN_IN_FAILED},
                       status_code=status.HTTP_401_UNAUTHORIZED)
+    throttle.succeeded(name)
     secret = create_session(session, account, settings.session_days)
     response = RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(SESSION_COOKIE, secret, max_age=int(settings.session_days * 86400), httponly=True,

@@ -12,10 +12,11 @@ from pydantic import BaseModel, Field
 from sqlmodel import Session
 
 from app.content import datasets
-from app.jobs import service
+from app.jobs import admission, service
 from app.jobs.tables import Job, JobPublic, MetricPublic
 from app.spec import FieldError, JobCreate
 from app.web.auth import JobCreator, ViewerDep
+from app.web.openapi import ERROR_BODY, RETRY_AFTER
 from app.web.deps import CatalogueDep, EngineDep, SessionDep, SettingsDep
 from app.web.sse import job_event_stream, parse_resume_step
 
@@ -55,6 +56,22 @@ def job_controls(job_id: int, engine: EngineDep, viewer: ViewerDep) -> bool:
     """Whether the requester may act on a job they may see (for streams, which hold no session)."""
     with Session(engine) as session:
         return viewer.can_control(existing_job(job_id, session, viewer))
+# A job-creating operation's answers when there is no room now: the same request may pass later
+NO_ROOM = {
+    503: {"description": "The queue is full for everyone (max_queued_jobs); `detail` gives the figures",
+          "content": ERROR_BODY, "headers": RETRY_AFTER},
+    429: {"description": "The user's quota is used up (max_queued_jobs_per_user or max_gpu_seconds_per_day); `detail` gives the figures",
+          "content": ERROR_BODY, "headers": RETRY_AFTER},
+}
+
+
+def refused(rejected: FieldError) -> HTTPException:
+    """A refused job: 422 naming the field, or for no room now 503 (queue) or 429 (quota) with Retry-After."""
+    if isinstance(rejected, admission.NoRoom):
+        return HTTPException(rejected.status_code, [rejected.as_error(("body",))], headers={"Retry-After": str(rejected.retry_after)})
+    return HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [rejected.as_error(("body",))])
+
+
 NOT_YOURS = {403: {"description": "The job belongs to another account"}, 404: {"description": "No such job, or not shared with you"}}
 
 
@@ -79,7 +96,8 @@ def list_datasets(settings: SettingsDep) -> list[DatasetPublic]:
 
 
 @router.post("/jobs", status_code=status.HTTP_201_CREATED, summary="Queue a fine-tuning job",
-             responses={422: {"description": "A field breaks a rule, an instance limit or the user's quota; `detail` names it and says why"},
+             responses={422: {"description": "A field breaks a rule or an instance limit; `detail` names it and says why"},
+                        **NO_ROOM,
                         401: {"description": "Accounts are on and no valid session or bearer token came with the request"},
                         403: {"description": "A non-loopback instance without accounts that is not marked open"}})
 def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep,
@@ -87,7 +105,7 @@ def create_job(request: JobCreate, session: SessionDep, settings: SettingsDep, c
     try:
         job = service.create_job(session, settings, catalogue, request, owner_id=creator.id if creator else None)
     except FieldError as rejected:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [rejected.as_error(("body",))]) from rejected
+        raise refused(rejected) from rejected
     response.headers["Location"] = f"/api/jobs/{job.id}"
     return service.job_public(session, job)
 

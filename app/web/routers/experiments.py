@@ -22,6 +22,7 @@ from app.spec.text import format_value
 from app.web import forms
 from app.web.compare import MAX_COMPARED, Run, compare
 from app.web.deps import CatalogueDep, LibraryDep, SessionDep, SettingsDep
+from app.web.routers.api_jobs import NO_ROOM, refused
 from app.web.templating import is_htmx, render
 
 router = APIRouter()
@@ -76,7 +77,7 @@ def experiment_public(session: Session, experiment: Experiment) -> ExperimentPub
 
 @router.post("/api/experiments", status_code=status.HTTP_201_CREATED, tags=["experiments"],
              summary="Sweep one job field over 2-5 values: one job per value, queued together",
-             responses={422: {"description": "A value or base field breaks a rule; `detail` names each (values.N or base.<field>)"}})
+             responses={422: {"description": "A value or base field breaks a rule; `detail` names each (values.N or base.<field>)"}, **NO_ROOM})
 def create_experiment(request: ExperimentCreate, session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep,
                       response: Response) -> ExperimentPublic:
     try:
@@ -85,7 +86,7 @@ def create_experiment(request: ExperimentCreate, session: SessionDep, settings: 
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [{**item, "loc": ["body", *item["loc"]]}
                                                                     for item in rejected.errors]) from rejected
     except FieldError as rejected:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [rejected.as_error(("body",))]) from rejected
+        raise refused(rejected) from rejected
     response.headers["Location"] = f"/api/experiments/{experiment.id}"
     return experiment_public(session, experiment)
 

@@ -12,7 +12,7 @@ from app.spec import FieldError
 from app.web.auth import JobCreator
 from app.web.deps import CatalogueDep, SessionDep, SettingsDep
 from app.web.errors import error_response
-from app.web.routers.api_jobs import NOT_YOURS, ControlledJobDep
+from app.web.routers.api_jobs import NO_ROOM, NOT_YOURS, ControlledJobDep, refused
 
 api = APIRouter(prefix="/api", tags=["jobs"])
 pages = APIRouter(include_in_schema=False)
@@ -27,14 +27,14 @@ class ShareRequest(BaseModel):
 @api.post("/jobs/{job_id}/retry", status_code=status.HTTP_201_CREATED,
           summary="Queue a new job with the same spec as an interrupted, failed or cancelled one",
           responses={409: {"description": "The job is queued, running or succeeded"},
-                     422: {"description": "The spec no longer passes this instance's limits or the owner's quota"}, **NOT_YOURS})
+                     422: {"description": "The spec no longer passes this instance's limits"}, **NO_ROOM, **NOT_YOURS})
 def retry_job(job: ControlledJobDep, session: SessionDep, settings: SettingsDep, catalogue: CatalogueDep, _creator: JobCreator) -> JobPublic:
     try:
         new_job = service.retry_job(session, settings, catalogue, job)
     except service.JobConflict as conflict:
         raise HTTPException(status.HTTP_409_CONFLICT, str(conflict)) from conflict
     except FieldError as rejected:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, [rejected.as_error(("body",))]) from rejected
+        raise refused(rejected) from rejected
     return service.job_public(session, new_job)
 
 
