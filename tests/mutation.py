@@ -68,6 +68,8 @@ TARGETS = [
            functions=("run_worker", "_stop_when_orphaned")),
     Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py -k 'test_sse_resume.py or stream or event or resume'"),
     Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_vs_torch.py"),
+    Target("adapter_saving", "app/training/run.py", "tests/training/test_adapter_saving.py",
+           functions=("save_adapter", "ensure_disk_space", "adapter_bytes")),
     Target("training_saving", "app/training/run.py", "tests/training/test_adapter_fidelity.py", timeout=300,
            functions=("_train",)),
 ]
