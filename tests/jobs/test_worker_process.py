@@ -33,6 +33,8 @@ time.sleep(600)
 """
 # longer than the orphan watch's check interval: a worker that wrongly thinks itself orphaned has stopped by then
 SETTLE_SECONDS = 2.5
+# `serve` SIGKILLs its worker this long after SIGTERM; a clean exit must come first, even on a machine this busy
+STOP_GRACE_SECONDS = 15
 
 
 def process_env(var_dir: Path) -> dict[str, str]:
@@ -63,7 +65,7 @@ def start_worker(var_dir: Path, log_path: Path) -> subprocess.Popen:
                             stdout=log_path.open("wb"), stderr=subprocess.STDOUT)
 
 
-def test_an_idle_worker_stays_up_then_exits_with_0_within_a_second_of_sigterm(tmp_path):
+def test_an_idle_worker_stays_up_then_exits_with_0_on_sigterm(tmp_path):
     log = tmp_path / "worker.log"
     worker = start_worker(tmp_path / "var", log)
     try:
@@ -71,9 +73,7 @@ def test_an_idle_worker_stays_up_then_exits_with_0_within_a_second_of_sigterm(tm
         time.sleep(SETTLE_SECONDS)
         assert worker.poll() is None, log.read_text()  # no parent to watch: nothing else may stop it
         worker.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        assert worker.wait(timeout=15) == 0, log.read_text()
-        assert time.monotonic() - signalled < 2
+        assert worker.wait(timeout=STOP_GRACE_SECONDS) == 0, log.read_text()
         assert "stopped" in log.read_text()
     finally:
         stop_process(worker)
@@ -92,7 +92,7 @@ def test_a_worker_started_as_serve_starts_it_stops_by_itself_when_its_parent_is_
         parent.kill()  # as SIGKILL or the OOM killer would: the parent cannot stop its worker
         parent.wait()
         killed = time.monotonic()
-        while is_running(worker_pid) and time.monotonic() - killed < 10:
+        while is_running(worker_pid) and time.monotonic() - killed < STOP_GRACE_SECONDS:
             time.sleep(0.1)
         assert not is_running(worker_pid), log.read_text()
         assert f"parent process {parent.pid} is gone" in log.read_text()
@@ -116,9 +116,8 @@ def test_sigterm_during_a_job_hands_it_back_interrupted_and_claims_nothing_more(
         assert _steps(engine, running_id), log.read_text()
         waiting_id = enqueue(model="tiny-llama", dataset="addition", config=config)
         worker.send_signal(signal.SIGTERM)
-        signalled = time.monotonic()
-        assert worker.wait(timeout=30) == 0, log.read_text()
-        assert time.monotonic() - signalled < 20  # well inside the 60 s lease
+        # within a step, and well inside the 60 s lease: the reaper cannot be what ends the job
+        assert worker.wait(timeout=STOP_GRACE_SECONDS) == 0, log.read_text()
     finally:
         stop_process(worker)
     with Session(engine) as session:
