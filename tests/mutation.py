@@ -64,7 +64,8 @@ TARGETS = [
     Target("worker", "app/jobs/worker.py", "tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py",
            functions=("execute", "_heartbeat", "_should_stop", "_finish")),
     # signal handlers and the orphan watch only act in a worker process of its own (about 40 s per mutant)
-    Target("worker_process", "app/jobs/worker.py", "tests/jobs/test_worker_process.py", timeout=180,
+    Target("worker_process", "app/jobs/worker.py",
+           "tests/jobs/test_worker_process.py tests/jobs/test_postgres.py -k 'test_worker_process.py or password'", timeout=180,
            functions=("run_worker", "_stop_when_orphaned")),
     Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py -k 'test_sse_resume.py or stream or event or resume'"),
     Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_vs_torch.py"),

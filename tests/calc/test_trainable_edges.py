@@ -80,3 +80,12 @@ def test_each_adapted_modules_scaling_is_the_one_peft_gives_it(use_rslora):
     assert len(count.adapted) == 4
     for item in count.adapted:
         assert item.scaling == pytest.approx(peft_model.base_model.model.get_submodule(item.name).scaling["default"])
+
+
+def test_a_module_peft_cannot_adapt_is_refused_with_target_parameters_offered_only_when_it_has_weights():
+    with pytest.raises(FieldError) as norm:
+        count_trainable(LoraSpec(r=4, target_modules=["input_layernorm"]), architecture_of(TINY))  # RMSNorm: a weight
+    with pytest.raises(FieldError) as block:
+        count_trainable(LoraSpec(r=4, target_modules=["mlp"]), architecture_of(TINY))  # a container: no weight of its own
+    assert "use target_parameters for its weights" in norm.value.message
+    assert "name its Linear children" in block.value.message and "target_parameters" not in block.value.message
