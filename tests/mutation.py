@@ -91,6 +91,18 @@ def copy_tree(destination: Path) -> None:
         (destination / "var").symlink_to((ROOT / "var").resolve())
 
 
+def kill_processes_in(tree: Path) -> None:
+    """SIGKILL every process whose working directory is inside the scratch tree: what a mutant's test run started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).is_relative_to(tree):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:  # gone already, or not ours to read
+            continue
+
+
 def run_target(target: Target, tree: Path, python: str, budget: float | None,
                sample: int | None = None) -> tuple[int, int, int, list[str]]:
     """(killed, mutants judged, mutants left unrun, survivor diffs) for one target, within `budget` seconds if given;
@@ -139,8 +151,9 @@ def run_target(target: Target, tree: Path, python: str, budget: float | None,
     try:
         execution.wait(timeout=budget)
     except subprocess.TimeoutExpired:
-        os.killpg(execution.pid, signal.SIGKILL)  # cosmic-ray and the test run it started
+        os.killpg(execution.pid, signal.SIGKILL)
         execution.wait()
+        kill_processes_in(tree)  # the test run cosmic-ray started is in a session of its own
         shutil.copy2(ROOT / target.module, tree / target.module)  # it may have died with a mutant applied
         logger.info("%s: budget of %.0f s spent; scoring the mutants run so far", target.name, budget)
     if execution.returncode not in (0, -signal.SIGKILL):
