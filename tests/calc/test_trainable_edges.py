@@ -89,3 +89,22 @@ def test_a_module_peft_cannot_adapt_is_refused_with_target_parameters_offered_on
         count_trainable(LoraSpec(r=4, target_modules=["mlp"]), architecture_of(TINY))  # a container: no weight of its own
     assert "use target_parameters for its weights" in norm.value.message
     assert "name its Linear children" in block.value.message and "target_parameters" not in block.value.message
+
+
+@pytest.mark.parametrize("exclude", [None, ["k_proj"], ["not_a_module"]])
+def test_excluded_nothing_is_said_exactly_when_peft_warns_it(exclude):
+    lora = dict(r=4, target_modules=["q_proj", "v_proj"], exclude_modules=exclude)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_peft_model(meta_model(TINY), LoraConfig(**lora))
+    peft_warned = any("exclude" in str(warning.message) for warning in caught)
+    assert peft_warned == (exclude == ["not_a_module"])  # the oracle itself: k_proj exists and is excluded
+    assert count_trainable(LoraSpec(**lora), architecture_of(TINY)).excluded_nothing == peft_warned
+
+
+@pytest.mark.parametrize(("layers", "suffix"), [(None, ""), ([5], " in layers [5]")])
+def test_targets_that_match_nothing_name_the_layers_only_when_layers_are_chosen(layers, suffix):
+    lora = dict(r=4, target_modules=["q_proj", "no_such_module"] if layers else ["no_such_module"], layers_to_transform=layers)
+    with pytest.raises(FieldError) as error:
+        count_trainable(LoraSpec(**lora), architecture_of(TINY))  # tiny-llama has layers 0 and 1
+    assert error.value.message == f"target_modules {sorted(lora['target_modules'])!r} match no module of this model{suffix}"
