@@ -63,3 +63,10 @@ def test_a_save_that_fails_part_way_removes_its_partial_files(adapted, tmp_path)
     with pytest.raises(DiskSpaceError, match="partial files were removed"):
         save_adapter(adapted, adapter_dir, reserve=0)
     assert not adapter_dir.exists()
+
+
+def test_a_save_that_fails_before_writing_anything_fails_as_the_save_not_as_the_clean_up(adapted, tmp_path):
+    adapter_dir = tmp_path / ("a" * 300)  # longer than a file name may be: the save cannot make its directory
+    with pytest.raises(DiskSpaceError, match="saving the adapter failed"):
+        save_adapter(adapted, adapter_dir, reserve=0)
+    assert list(tmp_path.iterdir()) == []
