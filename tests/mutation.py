@@ -12,6 +12,7 @@ import datetime
 import json
 import logging
 import os
+import random
 import re
 import shutil
 import signal
@@ -25,6 +26,7 @@ from pathlib import Path
 logger = logging.getLogger("mutation")
 ROOT = Path(__file__).resolve().parents[1]
 REPORTS = ROOT / "test-artifacts" / "mutation"
+SAMPLE_SEED = 14
 
 # One sensible variant per operator (as mutmut does) instead of every operator swapped for every other:
 # cosmic-ray's full cross product is 7 mutants per `==`, mostly duplicates of each other.
@@ -60,9 +62,15 @@ TARGETS = [
            "(tiny-llama or gpt2 or phi-3-mini or qwen2.5-0.5b or gemma-2-2b or mixtral)) or mixtral_expert or published'"),
     Target("targets", "app/calc/targets.py", "tests/calc/test_targets.py tests/calc/test_trainable.py -k 'test_targets.py or real_widths or mixtral_expert'"),
     Target("worker", "app/jobs/worker.py", "tests/jobs/test_worker_loop.py tests/jobs/test_heartbeat.py",
-           functions=("run_worker", "execute", "_heartbeat", "_should_stop", "_finish")),
+           functions=("execute", "_heartbeat", "_should_stop", "_finish")),
+    # signal handlers and the orphan watch only act in a worker process of its own (about 40 s per mutant)
+    Target("worker_process", "app/jobs/worker.py",
+           "tests/jobs/test_worker_process.py tests/jobs/test_postgres.py -k 'test_worker_process.py or password'", timeout=180,
+           functions=("run_worker", "_stop_when_orphaned")),
     Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py -k 'test_sse_resume.py or stream or event or resume'"),
     Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_vs_torch.py"),
+    Target("adapter_saving", "app/training/run.py", "tests/training/test_adapter_saving.py",
+           functions=("save_adapter", "ensure_disk_space", "adapter_bytes")),
     Target("training_saving", "app/training/run.py", "tests/training/test_adapter_fidelity.py", timeout=300,
            functions=("_train",)),
 ]
@@ -83,8 +91,22 @@ def copy_tree(destination: Path) -> None:
         (destination / "var").symlink_to((ROOT / "var").resolve())
 
 
-def run_target(target: Target, tree: Path, python: str, budget: float | None) -> tuple[int, int, int, list[str]]:
-    """(killed, mutants judged, mutants left unrun, survivor diffs) for one target, within `budget` seconds if given."""
+def kill_processes_in(tree: Path) -> None:
+    """SIGKILL every process whose working directory is inside the scratch tree: what a mutant's test run started."""
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == os.getpid():
+            continue
+        try:
+            if Path(os.readlink(entry / "cwd")).is_relative_to(tree):
+                os.kill(int(entry.name), signal.SIGKILL)
+        except OSError:  # gone already, or not ours to read
+            continue
+
+
+def run_target(target: Target, tree: Path, python: str, budget: float | None,
+               sample: int | None = None) -> tuple[int, int, int, list[str]]:
+    """(killed, mutants judged, mutants left unrun, survivor diffs) for one target, within `budget` seconds if given;
+    `sample` mutants drawn at random (seed SAMPLE_SEED) instead of all."""
     from cosmic_ray.work_db import WorkDB, use_db
     from cosmic_ray.work_item import TestOutcome, WorkerOutcome, WorkResult
 
@@ -112,6 +134,15 @@ def run_target(target: Target, tree: Path, python: str, budget: float | None) ->
             outside = target.functions and any(mutation.definition_name not in target.functions for mutation in item.mutations)
             if outside or not all(KEPT_OPERATOR.match(mutation.operator_name) for mutation in item.mutations):
                 db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not selected"))
+        # job ids are fresh uuids on every init: order by where each mutation is, so a seed draws the same sample
+        selected = sorted(db.pending_work_items, key=lambda item: (item.mutations[0].start_pos, item.mutations[0].operator_name,
+                                                                   item.mutations[0].occurrence))
+        if sample is not None and sample < len(selected):
+            chosen = {item.job_id for item in random.Random(SAMPLE_SEED).sample(selected, sample)}
+            for item in selected:
+                if item.job_id not in chosen:
+                    db.set_result(item.job_id, WorkResult(worker_outcome=WorkerOutcome.SKIPPED, output="not sampled"))
+            logger.info("%s: %d of %d selected mutants sampled (seed %d)", target.name, sample, len(selected), SAMPLE_SEED)
         pending = db.num_work_items - db.num_results
     logger.info("%s: %d mutants of %s against: %s", target.name, pending, target.module, target.tests)
     started = time.monotonic()
@@ -120,8 +151,9 @@ def run_target(target: Target, tree: Path, python: str, budget: float | None) ->
     try:
         execution.wait(timeout=budget)
     except subprocess.TimeoutExpired:
-        os.killpg(execution.pid, signal.SIGKILL)  # cosmic-ray and the test run it started
+        os.killpg(execution.pid, signal.SIGKILL)
         execution.wait()
+        kill_processes_in(tree)  # the test run cosmic-ray started is in a session of its own
         shutil.copy2(ROOT / target.module, tree / target.module)  # it may have died with a mutant applied
         logger.info("%s: budget of %.0f s spent; scoring the mutants run so far", target.name, budget)
     if execution.returncode not in (0, -signal.SIGKILL):
@@ -150,6 +182,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("targets", nargs="*", help=f"any of {', '.join(t.name for t in TARGETS)}")
     parser.add_argument("--budget-minutes", type=float, help="stop each target after this long and score what ran")
+    parser.add_argument("--sample", type=int, help=f"run this many of each target's mutants, drawn with seed {SAMPLE_SEED}")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     unknown = set(args.targets) - {target.name for target in TARGETS}
@@ -163,10 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         copy_tree(tree)
         for target in chosen:
             budget = args.budget_minutes * 60 if args.budget_minutes else None
-            killed, run, unrun, survivors = run_target(target, tree, sys.executable, budget)
+            killed, run, unrun, survivors = run_target(target, tree, sys.executable, budget, args.sample)
             (REPORTS / f"{target.name}.txt").write_text("\n\n".join(survivors) or "no survivors\n")
             score = 100 * killed / run if run else 100.0
             partial = f" (budget spent: {unrun} mutants not run)" if unrun else ""
+            partial += f" (a random sample, seed {SAMPLE_SEED})" if args.sample else ""
             lines.append(f"{target.module}: {killed}/{run} mutants killed ({score:.0f}%), {len(survivors)} survived{partial}")
     print(f"mutation scores, {datetime.date.today().isoformat()}:")
     for line in lines:

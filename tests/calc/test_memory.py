@@ -239,3 +239,10 @@ def test_cuda_only_rules_are_marked_not_measured_on_a_gpu(training, dropout, fla
     assert {part.key: len(part.not_measured_on_gpu) for part in estimate.parts if part.not_measured_on_gpu} == flagged
     stated = [line for line in estimate.assumptions if "not measured on a GPU yet" in line]
     assert len(stated) == (1 if flagged else 0)
+
+
+@pytest.mark.parametrize(("model_id", "experts"), [("mixtral-8x7b", True), ("llama-3.1-8b", False)])
+def test_the_mixture_of_experts_approximation_is_stated_for_expert_models_only(model_id, experts):
+    arch = architecture_of(catalogue_config(model_id))
+    estimate = estimate_memory(arch, count_trainable(SPEC, arch), CalcTrainingSpec(), 0.0)
+    assert any(line.startswith("Mixture of experts") for line in estimate.assumptions) == experts

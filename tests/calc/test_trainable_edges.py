@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import warnings
+
 import pytest
+from peft import LoraConfig, get_peft_model
 
 from app.spec.errors import FieldError
 from tests.calc.peft_oracle import architecture_of
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
-from tests.calc.peft_oracle import catalogue_config, peft_counts
+from tests.calc.peft_oracle import catalogue_config, meta_model, peft_counts
+from tests.calc.test_any_architecture import SMALL
 from tests.calc.test_adapter_file import TINY_MIXTRAL
 from tests.calc.test_trainable import assert_same_as_peft, calc_counts
 
@@ -50,3 +54,57 @@ def test_wrapped_expert_parameters_are_grouped_by_their_name_within_the_layer():
     count = count_trainable(LoraSpec(**lora), architecture_of(TINY_MIXTRAL))
     assert {item.template for item in count.adapted} == {"self_attn.q_proj", "mlp.experts.gate_up_proj", "mlp.experts.down_proj"}
 
+
+
+@pytest.mark.parametrize(("model_type", "lora"), [
+    # a 16x16 patch embedding: lora_A carries the whole kernel, lora_B is 1x1
+    ("gemma3", dict(r=4, target_modules=["patch_embedding"])),
+    # Mamba's depthwise Conv1d (kernel 4, groups = channels): lora_B is grouped too
+    ("jamba", dict(r=64, target_modules=["conv1d"])),
+])
+def test_convolutions_with_a_kernel_wider_than_one_match_peft(model_type, lora):
+    config = dict(SMALL, model_type=model_type)
+    expected = peft_counts(config, lora)
+    count = count_trainable(LoraSpec(**lora), architecture_of(config))
+    assert (count.trainable, count.total) == expected
+
+
+@pytest.mark.parametrize("use_rslora", [False, True])
+def test_each_adapted_modules_scaling_is_the_one_peft_gives_it(use_rslora):
+    lora = dict(r=8, lora_alpha=12, target_modules=["q_proj", "v_proj"], rank_pattern={"v_proj": 2},
+                alpha_pattern={"q_proj": 5}, use_rslora=use_rslora)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        peft_model = get_peft_model(meta_model(TINY), LoraConfig(**lora))
+    count = count_trainable(LoraSpec(**lora), architecture_of(TINY))
+    assert len(count.adapted) == 4
+    for item in count.adapted:
+        assert item.scaling == pytest.approx(peft_model.base_model.model.get_submodule(item.name).scaling["default"])
+
+
+def test_a_module_peft_cannot_adapt_is_refused_with_target_parameters_offered_only_when_it_has_weights():
+    with pytest.raises(FieldError) as norm:
+        count_trainable(LoraSpec(r=4, target_modules=["input_layernorm"]), architecture_of(TINY))  # RMSNorm: a weight
+    with pytest.raises(FieldError) as block:
+        count_trainable(LoraSpec(r=4, target_modules=["mlp"]), architecture_of(TINY))  # a container: no weight of its own
+    assert "use target_parameters for its weights" in norm.value.message
+    assert "name its Linear children" in block.value.message and "target_parameters" not in block.value.message
+
+
+@pytest.mark.parametrize("exclude", [None, ["k_proj"], ["not_a_module"]])
+def test_excluded_nothing_is_said_exactly_when_peft_warns_it(exclude):
+    lora = dict(r=4, target_modules=["q_proj", "v_proj"], exclude_modules=exclude)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        get_peft_model(meta_model(TINY), LoraConfig(**lora))
+    peft_warned = any("exclude" in str(warning.message) for warning in caught)
+    assert peft_warned == (exclude == ["not_a_module"])  # the oracle itself: k_proj exists and is excluded
+    assert count_trainable(LoraSpec(**lora), architecture_of(TINY)).excluded_nothing == peft_warned
+
+
+@pytest.mark.parametrize(("layers", "suffix"), [(None, ""), ([5], " in layers [5]")])
+def test_targets_that_match_nothing_name_the_layers_only_when_layers_are_chosen(layers, suffix):
+    lora = dict(r=4, target_modules=["q_proj", "no_such_module"] if layers else ["no_such_module"], layers_to_transform=layers)
+    with pytest.raises(FieldError) as error:
+        count_trainable(LoraSpec(**lora), architecture_of(TINY))  # tiny-llama has layers 0 and 1
+    assert error.value.message == f"target_modules {sorted(lora['target_modules'])!r} match no module of this model{suffix}"

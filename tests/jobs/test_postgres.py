@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import glob
 import json
+import logging
 import os
 import shutil
 import subprocess
@@ -22,6 +23,7 @@ import pytest
 from sqlmodel import Session, select
 
 from app.jobs.queue import claim_next_job
+from app.jobs.worker import run_worker
 from app.jobs.tables import Job, JobStatus
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -177,3 +179,18 @@ def test_two_web_processes_and_three_workers_run_20_jobs_each_exactly_once(postg
     with engine.connect() as connection:  # the migrations built on PostgreSQL exactly what the models declare
         assert compare_metadata(MigrationContext.configure(connection), schema_metadata()) == []
     engine.dispose()
+
+
+def test_the_worker_never_logs_the_database_password(postgres_url, tmp_path, caplog):
+    # the private cluster trusts every local connection, so any password in the URL connects
+    with_password = postgres_url.replace("postgres@", "postgres:not-for-logs@")
+    settings = Settings(var_dir=tmp_path / "var", database_url=with_password)
+    stopped = threading.Event()
+    stopped.set()  # the worker connects, says where it polls, and ends
+    caplog.set_level(logging.INFO, logger="app.jobs.worker")
+    # off the main thread, so it leaves this process's signal handlers alone
+    worker = threading.Thread(target=run_worker, args=(settings, lambda: None), kwargs={"stop": stopped})
+    worker.start()
+    worker.join(timeout=60)
+    assert "polling postgresql+psycopg://postgres:***@127.0.0.1" in caplog.text
+    assert "not-for-logs" not in caplog.text

@@ -98,3 +98,19 @@ def test_a_job_gone_from_the_database_stops_its_run(engine, enqueue):
     queue.claim_next_job(engine, "w1", lease_seconds=30)
     assert not queue.is_stop_requested(engine, job_id, "w1")
     assert queue.is_stop_requested(engine, job_id + 1, "w1")
+
+
+def test_a_dead_workers_running_jobs_and_only_its_own_are_marked_interrupted(engine, enqueue):
+    # the host name holds "_", a LIKE wildcard: "web_1:12:" must not also match "webX1:12:" or "web_1:123:"
+    dead, other_host, other_pid, finished = enqueue(), enqueue(), enqueue(), enqueue()
+    for job_id, worker_id in [(dead, "web_1:12:aa"), (other_host, "webX1:12:bb"), (other_pid, "web_1:123:cc"), (finished, "web_1:12:dd")]:
+        assert queue.claim_next_job(engine, worker_id, lease_seconds=60) == job_id
+    assert queue.finish_job(engine, finished, "web_1:12:dd", JobStatus.succeeded, {})
+    assert queue.interrupt_worker_jobs(engine, "web_1:12:", "interrupted: its worker process exited") == [dead]
+    with Session(engine) as session:
+        jobs = {job_id: session.get(Job, job_id) for job_id in (dead, other_host, other_pid, finished)}
+    assert (jobs[dead].status, jobs[dead].error) == (JobStatus.interrupted, "interrupted: its worker process exited")
+    assert jobs[dead].finished_at is not None
+    assert [jobs[job_id].status for job_id in (other_host, other_pid, finished)] == [JobStatus.running, JobStatus.running,
+                                                                                     JobStatus.succeeded]
+    assert queue.interrupt_worker_jobs(engine, "web_1:12:", "again") == []  # nothing of it is running any more
