@@ -13,7 +13,7 @@ import asyncio
 import bisect
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent
@@ -29,8 +29,9 @@ logger = logging.getLogger(__name__)
 METRIC_BATCH = 500
 RETRY_MILLISECONDS = 1000
 
-# Page streams add HTML fragments for htmx to swap: event name -> HTML, from the job and its last metric.
-FragmentRenderer = Callable[[JobPublic, MetricPublic | None], dict[str, str]]
+# Page streams add HTML fragments for htmx to swap: event name -> HTML, from the job, its last metric and every
+# metric row up to it (the curve flags read the whole curve).
+FragmentRenderer = Callable[[JobPublic, MetricPublic | None, Sequence[MetricPublic]], dict[str, str]]
 
 
 def parse_resume_step(last_event_id: str | None, after: int | None) -> int:
@@ -89,6 +90,10 @@ class JobFeed:
     def metrics_after(self, step: int) -> list[MetricPublic]:
         """The rows read so far with a step above `step`."""
         return self.metrics[bisect.bisect_right(self.steps, step):]
+
+    def metrics_through(self, step: int) -> list[MetricPublic]:
+        """The rows read so far with a step up to `step`."""
+        return self.metrics[:bisect.bisect_right(self.steps, step)]
 
     async def run(self) -> None:
         """Poll until the job has ended and every row is read, or nobody listens any more."""
@@ -223,7 +228,7 @@ async def job_event_stream(
             if seen != last_seen:
                 last_seen = seen
                 yield ServerSentEvent(event="status", data=_status_payload(job))
-                for name, html in (fragments(job, last_metric) if fragments else {}).items():
+                for name, html in (fragments(job, last_metric, feed.metrics_through(after)) if fragments else {}).items():
                     yield ServerSentEvent(event=name, raw_data=html)
             if finished:
                 yield ServerSentEvent(event="done", data=_status_payload(job))
