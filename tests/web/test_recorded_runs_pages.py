@@ -31,9 +31,13 @@ def test_each_recorded_sweep_is_what_record_runs_now_at_the_default_job_shape(fi
 def test_each_parameter_page_shows_its_recorded_chart_with_machine_and_date(client, field):
     recorded = RECORDED[field]
     html = client.get(f"/params/{field}").text
-    assert 'id="recorded-chart"' in html and f'data-runs="{len(recorded.runs)}"' in html
-    assert recorded.machine.description in html and recorded.machine.precision in html
-    assert recorded.recorded_on.isoformat() in html
-    assert f"{JOB_DEFAULTS['max_steps']} steps per value" in html
+    section = html[html.index('<section id="recorded-run"'):]
+    section = section[:section.index("</section>")]
+    legend = section[section.index('<ul class="compare-legend"'):]
+    legend = legend[:legend.index("</ul>")]
+    assert 'id="recorded-chart"' in section and legend.count("<li>") == len(recorded.runs)
+    assert recorded.machine.description in section and recorded.machine.precision in section
+    assert recorded.recorded_on.isoformat() in section
+    assert f"{JOB_DEFAULTS['max_steps']} steps per value" in section
     for run in recorded.runs:
-        assert run.label in html
+        assert run.label in section
