@@ -60,6 +60,18 @@ def _metric_at(engine: Engine, job_id: int, step: int) -> MetricPublic | None:
         return service.metric_at(session, job_id, step)
 
 
+class Curve(list[MetricPublic]):
+    """A job's metric rows through one step, shared by every subscriber of its feed at that step.
+
+    Rows through a step never change, so what a page derives from them (the curve's flags) is kept in `memo`
+    and computed once per step, not once per open page.
+    """
+
+    def __init__(self, rows: list[MetricPublic]):
+        super().__init__(rows)
+        self.memo: dict[str, object] = {}
+
+
 class JobFeed:
     """One job's shared poll: its latest state and every metric row read so far, for all of its subscribers."""
 
@@ -68,6 +80,7 @@ class JobFeed:
         self.job: JobPublic | None = None
         self.metrics: list[MetricPublic] = []
         self.steps: list[int] = []
+        self._curve = Curve([])
         self.finished = False
         self.error: BaseException | None = None
         self.subscribers = 0
@@ -91,9 +104,12 @@ class JobFeed:
         """The rows read so far with a step above `step`."""
         return self.metrics[bisect.bisect_right(self.steps, step):]
 
-    def metrics_through(self, step: int) -> list[MetricPublic]:
-        """The rows read so far with a step up to `step`."""
-        return self.metrics[:bisect.bisect_right(self.steps, step)]
+    def metrics_through(self, step: int) -> Curve:
+        """The rows read so far with a step up to `step`: one Curve for every subscriber that asks for the same rows."""
+        count = bisect.bisect_right(self.steps, step)
+        if len(self._curve) != count:
+            self._curve = Curve(self.metrics[:count])
+        return self._curve
 
     async def run(self) -> None:
         """Poll until the job has ended and every row is read, or nobody listens any more."""

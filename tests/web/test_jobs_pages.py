@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 import re
 
 import pytest
 
 from app.jobs import queue
-from app.jobs.tables import JobStatus
+from app.jobs.tables import JobStatus, MetricPublic
+from app.web.routers.jobs import curve_flags
+from app.web.sse import JobFeed
 from tests.jobs.sse_client import parse_events
 from tests.web.test_jobs_api import SMALL_JOB, finished_job_with_metrics
 
@@ -241,3 +244,15 @@ def test_the_exact_match_score_shows_per_evaluation_and_at_the_end(app, client):
     assert "exact match" not in client.get(f"/jobs/{style_job}").text, "only a task scored by exact match has the column"
     queued = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
     assert 'data-key="exact_match"' in client.get(f"/jobs/{queued}").text, "a live page has the column before its first evaluation"
+
+
+def test_a_feed_hands_every_subscriber_at_a_step_the_same_curve_and_its_flags_are_computed_once():
+    feed = JobFeed(hub=None, job_id=1, poll_seconds=0.1)
+    for step, loss in ((1, 3.0), (2, 2.8), (3, 9.0), (4, 30.0)):
+        feed.metrics.append(MetricPublic(step=step, train_loss=loss, recorded_at=datetime.now(UTC)))
+        feed.steps.append(step)
+    first, second = feed.metrics_through(4), feed.metrics_through(4)
+    assert first is second and [row.step for row in first] == [1, 2, 3, 4]
+    assert curve_flags(first) is curve_flags(second) and curve_flags(first)[0].kind == "divergence"
+    earlier = feed.metrics_through(2)
+    assert [row.step for row in earlier] == [1, 2] and curve_flags(earlier) == []

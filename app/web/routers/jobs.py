@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.calc.curves import flags
+from app.calc.curves import Flag, flags
 from app.content import datasets
 from app.jobs import estimates, service
 from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
@@ -22,7 +22,7 @@ from app.web import forms
 from app.web.deps import CatalogueDep, EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.auth import JobCreator, ViewerDep
 from app.web.routers.api_jobs import ControlledJobDep, JobDep, existing_job_id, job_controls
-from app.web.sse import job_event_stream, parse_resume_step
+from app.web.sse import Curve, job_event_stream, parse_resume_step
 from app.web.guard import off_loop
 from app.web.templating import is_htmx, render, templates
 
@@ -173,7 +173,15 @@ def detail_context(job: JobPublic, last_metric: MetricPublic | None, can_control
                    metrics: Sequence[MetricPublic] = ()) -> dict[str, Any]:
     """What the live blocks show: progress, the curve's flags (from `metrics`, the rows so far), results; controls to whoever may use them."""
     return {"job": job, "last_metric": last_metric, "eta_seconds": eta_seconds(job, last_metric), "can_control": can_control,
-            "curve_flags": flags([point.model_dump() for point in metrics])}
+            "curve_flags": curve_flags(metrics)}
+
+
+def curve_flags(metrics: Sequence[MetricPublic]) -> list[Flag]:
+    """What the curve so far shows (app.calc.curves.flags); once per step for all of a stream's pages (Curve.memo)."""
+    memo = metrics.memo if isinstance(metrics, Curve) else {}
+    if "flags" not in memo:
+        memo["flags"] = flags([point.model_dump() for point in metrics])
+    return memo["flags"]
 
 
 def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | None:
