@@ -190,9 +190,9 @@ class CalcTrainingSpec(HardwareSpec, TrainingSpec):
 
 
 # What a job trains with when the form leaves a field alone: a short demo, chosen by measurement (README, "Default job
-# shape"). A SmolLM2 job of 12 steps x 4 rows, evaluated at steps 4, 8 and 12, took 81 s on the 2-core CPU in bf16 (load
-# average 7): 55 s of steps, 15 s of evaluation, 24 s of before/after samples, 2 s of loading; 20 steps with five evals
-# took 103 s. Every catalogue row fits in 128 tokens (lora-qa's longest is 122). At 2e-4 the eval loss moved 0.4% in
+# shape"). A SmolLM2 job of 12 steps x 4 rows, evaluated at steps 4, 8 and 12, took 35-38 s on the quiet 2-core CPU in
+# bf16 and 81 s at load average 7 (41 s of steps, 15 s of evaluation, 24 s of before/after samples, 2 s of loading);
+# 20 steps with five evals took 103 s. Every catalogue row fits in 128 tokens (lora-qa's longest is 122). At 2e-4 the eval loss moved 0.4% in
 # 12 steps, too little to see on a chart; at 1e-3 it fell 2.7%.
 JOB_DEFAULTS: dict[str, Any] = {
     "learning_rate": 1e-3, "warmup_steps": 2, "max_steps": 12, "num_train_epochs": 1.0,
