@@ -66,7 +66,8 @@ class Settings(BaseSettings):
         "auto",
         description="How a CPU job computes. auto: bf16-weights where the CPU multiplies bf16 natively (AVX512-BF16 or AMX), "
         "fp32 elsewhere. bf16-weights: frozen base weights in bf16, LoRA adapters, gradients and optimizer in fp32 "
-        "(1.42-1.50x the tokens/s of fp32 on SmolLM2 in bench/bench_bf16_cpu.py; autocast measured 1.06-1.38x). "
+        "(1.47x the tokens/s of fp32 on SmolLM2 in bench/bench_bf16_cpu.py on a quiet machine, 1.42-1.54x under load; "
+        "autocast 1.42x quiet, 1.06-2.26x under load: README, Benchmarks). "
         "bf16-autocast: fp32 weights, forward passes under torch.autocast. fp32: fp32 throughout.",
     )
     accounts: bool = Field(False, description="on: creating jobs needs a signed-in user (sign-in form, API bearer tokens); reading stays public.")

@@ -45,6 +45,7 @@ class RecordedRun(BaseModel):
     total_params: int
     peak_memory_bytes: int | None = None
     wall_seconds: float
+    phase_seconds: dict[str, float] = Field(default_factory=dict, description="Wall seconds per phase of the run (RunResult's).")
     samples_before: list[dict[str, str]] = Field(default_factory=list)
     samples_after: list[dict[str, str]] = Field(default_factory=list)
 

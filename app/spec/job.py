@@ -99,3 +99,5 @@ class RunResult(BaseModel):
     final_train_loss: float | None = None
     final_eval_loss: float | None = None
     final_exact_match: float | None = None
+    phase_seconds: dict[str, float] = Field(
+        default_factory=dict, description="Wall seconds per phase: load, tokenise, wrap, train (with its evals), eval, save, samples.")

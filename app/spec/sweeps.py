@@ -144,21 +144,32 @@ class ExperimentDefinition(BaseModel):
         return [value_label(self.field, value) for value in self.values]
 
 
-# The sweeps `lorapedia record` measures on SmolLM2 for the parameter pages: small but real (2-3 values, short runs).
+# The sweeps `lorapedia record` measures on SmolLM2 for the parameter pages: the job form's defaults (JOB_DEFAULTS: steps,
+# batch, length, evaluations, learning rate) on a dataset whose effect shows within a few steps, with a LoRA that trains
+# every linear layer; so each page's "run it yourself" is a default job with one field changed.
 RECORD_BASE: dict[str, Any] = {
     "model": "smollm2-135m-instruct",
     "dataset": "telegram-style",
     "lora": {"r": 16, "lora_alpha": 32, "target_modules": "all-linear"},
-    "training": {"learning_rate": 1e-3, "max_steps": 15, "warmup_steps": 2, "per_device_train_batch_size": 4,
-                 "max_seq_length": 128, "eval_steps": 3, "seed": 42},
+    "training": {},
 }
 RECORDINGS: dict[str, tuple[Any, ...]] = {
     "r": (4, 16, 64),
     "learning_rate": (1e-4, 1e-3, 1e-2),
     "lora_alpha": (8, 32, 128),
     "use_rslora": (False, True),
-    "lora_dropout": (0.0, 0.1, 0.3),
+    "lora_dropout": (0.0, 0.05, 0.1),
     "target_modules": tuple(TARGET_PRESETS.values()),
     "weight_decay": (0.0, 0.1, 1.0),
     "use_dora": (False, True),
 }
+
+
+def recorded_definition(field: str) -> tuple[ExperimentDefinition, list[JobCreate]]:
+    """What `lorapedia record` runs for field: its definition (the base with every default spelt out) and one job per value."""
+    values = list(RECORDINGS[field])
+    variants = ExperimentCreate(field=field, values=values, base=RECORD_BASE).variants()
+    group = field_groups()[field]
+    base = variants[0].model_dump(mode="json", exclude_none=True, exclude={"dataset_jsonl"})
+    base[group].pop(field, None)
+    return ExperimentDefinition(field=field, values=values, base=base), variants

@@ -17,7 +17,7 @@ import torch
 from app.content.runs import Machine, RecordedRun, RecordedSweep
 from app.settings import Settings
 from app.spec import JobSpec
-from app.spec.sweeps import RECORD_BASE, RECORDINGS, ExperimentCreate, ExperimentDefinition, field_groups, value_label
+from app.spec.sweeps import RECORDINGS, recorded_definition, value_label
 from app.training.run import run_training
 
 logger = logging.getLogger(__name__)
@@ -34,11 +34,8 @@ def machine(device_label: str) -> Machine:
 
 def record_sweep(field: str, settings: Settings, runs_dir: Path) -> Path:
     """Train every value of one recorded sweep in turn and write its file."""
-    values = list(RECORDINGS[field])
-    variants = ExperimentCreate(field=field, values=values, base=RECORD_BASE).variants()
-    group = field_groups()[field]
-    base = variants[0].model_dump(mode="json", exclude_none=True, exclude={"dataset_jsonl"})
-    base[group].pop(field, None)
+    definition, variants = recorded_definition(field)
+    values = definition.values
     runs = []
     for value, variant in zip(values, variants):
         spec = JobSpec(model=variant.model, dataset=variant.dataset, lora=variant.lora, training=variant.training)
@@ -51,9 +48,10 @@ def record_sweep(field: str, settings: Settings, runs_dir: Path) -> Path:
             value=value, label=value_label(field, value), device=result.device, status=result.status, metrics=metrics,
             trainable_params=result.trainable_params, total_params=result.total_params,
             peak_memory_bytes=result.peak_memory_bytes, wall_seconds=round(time.perf_counter() - started, 1),
+            phase_seconds=result.phase_seconds,
             samples_before=result.samples_before, samples_after=result.samples_after))
     sweep = RecordedSweep(
-        definition=ExperimentDefinition(field=field, values=values, base=base),
+        definition=definition,
         title=f"{field} on SmolLM2-135M-Instruct", recorded_on=date.today(), machine=machine(runs[0].device),
         versions={name: version(name) for name in ("torch", "transformers", "peft")} | {"python": platform.python_version()},
         runs=runs)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import random
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -44,37 +45,62 @@ def run_training(spec: JobSpec, settings: Settings, output_dir: Path, on_metric:
     set_seed(config.seed)
     memory = PeakMemory(pick_device()[0])
     baseline_bytes = memory.start()
-    loaded = load_model(spec.model, settings, seed=config.seed)
+    phases = PhaseClock()
+    with phases("load"):
+        loaded = load_model(spec.model, settings, seed=config.seed)
     with _cpu_threads_for(loaded):
         result = _train(loaded, config, lora_config, spec, train_rows, held_out_rows, task, settings, output_dir,
-                        memory, on_metric, should_stop, on_event)
-    return RunResult(**result, peak_memory_bytes=memory.peak_bytes(), baseline_memory_bytes=baseline_bytes)
+                        memory, phases, on_metric, should_stop, on_event)
+    logger.info("%s phases: %s", spec.model, ", ".join(f"{name} {seconds:.1f} s" for name, seconds in phases.seconds.items()))
+    return RunResult(**result, peak_memory_bytes=memory.peak_bytes(), baseline_memory_bytes=baseline_bytes,
+                     phase_seconds=phases.rounded())
+
+
+class PhaseClock:
+    """Wall seconds spent in each named phase of a run, summed over its repeats (every eval adds to "eval")."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        started = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+
+    def rounded(self) -> dict[str, float]:
+        """The phases to a tenth of a second, as RunResult carries them."""
+        return {name: round(seconds, 1) for name, seconds in self.seconds.items()}
 
 
 def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, spec: JobSpec, train_rows: list[dict],
            held_out_rows: list[dict], task: str | None, settings: Settings, output_dir: Path, memory: PeakMemory,
-           on_metric: Callable[[dict], None], should_stop: Callable[[], bool],
+           phases: PhaseClock, on_metric: Callable[[dict], None], should_stop: Callable[[], bool],
            on_event: Callable[[str, dict], None] | None) -> dict:
     """Tokenise, sample before, wrap with LoRA, run the loop, save, sample after."""
     tokenizer = loaded.tokenizer
-    train_examples = tokenize_rows(train_rows, tokenizer, config.max_seq_length)
-    if not train_examples:
-        raise FieldError(("training", "max_seq_length"), "no training row keeps a response token within this length")
-    packed = pack_examples(train_examples, config.max_seq_length, config.packing)
-    total_steps = settings.instance_limits().check(config, len(packed))
-    held_out = eval_batches([[example] for example in tokenize_rows(held_out_rows, tokenizer, config.max_seq_length)],
-                            config.per_device_train_batch_size, tokenizer.pad_token_id)
+    with phases("tokenise"):
+        train_examples = tokenize_rows(train_rows, tokenizer, config.max_seq_length)
+        if not train_examples:
+            raise FieldError(("training", "max_seq_length"), "no training row keeps a response token within this length")
+        packed = pack_examples(train_examples, config.max_seq_length, config.packing)
+        total_steps = settings.instance_limits().check(config, len(packed))
+        held_out = eval_batches([[example] for example in tokenize_rows(held_out_rows, tokenizer, config.max_seq_length)],
+                                config.per_device_train_batch_size, tokenizer.pad_token_id)
     sample_source = (held_out_rows or train_rows)[:SAMPLE_COUNT]
     # Answering the "before" prompts takes seconds on CPU; when the untrained adapter is an exact no-op,
     # the same answers come from the adapter disabled after training, so the first step starts sooner.
     defer_samples_before = _starts_as_identity(lora_config)
     samples_before = []
     if not defer_samples_before:
-        with loaded.compute():
+        with phases("samples"), loaded.compute():
             samples_before = sample_rows(loaded.model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
 
     torch.manual_seed(config.seed)  # LoRA's A matrices are initialised at random
-    model = _wrap(loaded, lora_config, config)
+    with phases("wrap"):
+        model = _wrap(loaded, lora_config, config)
     trainable_params, total_params = model.get_nb_trainable_parameters()
     # fail before training, not after it, when the adapter could not be saved
     ensure_disk_space(Path(output_dir), adapter_bytes(model), settings.min_free_disk_bytes)
@@ -96,7 +122,7 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
         if not held_out:
             return {}
         model.eval()
-        with torch.no_grad(), loaded.compute():
+        with phases("eval"), torch.no_grad(), loaded.compute():
             loss_sum = sum(summed_loss(model.get_base_model(), batch.to(loaded.device)).item() for batch in held_out)
             metrics = {"eval_loss": loss_sum / sum(batch.target_count for batch in held_out)}
             if task == "exact_match":
@@ -113,14 +139,16 @@ def _train(loaded: LoadedModel, config: TrainingSpec, lora_config: LoraConfig, s
 
     steps = optimizer_steps(packed, config.per_device_train_batch_size, config.gradient_accumulation_steps,
                             config.seed, tokenizer.pad_token_id)
-    outcome = train_loop(model, steps, config, total_steps, loaded.device, evaluate, report, should_stop, loaded.compute)
-    adapter_dir = save_adapter(model, Path(output_dir) / "adapter", settings.min_free_disk_bytes)
+    with phases("train"):  # the steps and their evals; "eval" alone is also counted apart
+        outcome = train_loop(model, steps, config, total_steps, loaded.device, evaluate, report, should_stop, loaded.compute)
+    with phases("save"):
+        adapter_dir = save_adapter(model, Path(output_dir) / "adapter", settings.min_free_disk_bytes)
     samples_after = []
     if outcome.status == "succeeded":
-        with loaded.compute():
+        with phases("samples"), loaded.compute():
             samples_after = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
         if defer_samples_before:
-            with model.disable_adapter(), loaded.compute():
+            with phases("samples"), model.disable_adapter(), loaded.compute():
                 samples_before = sample_rows(model, tokenizer, sample_source, SAMPLE_MAX_NEW_TOKENS, loaded.device)
     return {
         "status": outcome.status,

@@ -14,7 +14,7 @@ import asyncio
 import bisect
 import logging
 import weakref
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
 from fastapi.sse import ServerSentEvent
@@ -30,8 +30,9 @@ logger = logging.getLogger(__name__)
 METRIC_BATCH = 500
 RETRY_MILLISECONDS = 1000
 
-# Page streams add HTML fragments for htmx to swap: event name -> HTML, from the job and its last metric.
-FragmentRenderer = Callable[[JobPublic, MetricPublic | None], dict[str, str]]
+# Page streams add HTML fragments for htmx to swap: event name -> HTML, from the job, its last metric and every
+# metric row up to it (the curve flags read the whole curve).
+FragmentRenderer = Callable[[JobPublic, MetricPublic | None, Sequence[MetricPublic]], dict[str, str]]
 
 
 def parse_resume_step(last_event_id: str | None, after: int | None) -> int:
@@ -60,6 +61,18 @@ def _metric_at(engine: Engine, job_id: int, step: int) -> MetricPublic | None:
         return service.metric_at(session, job_id, step)
 
 
+class Curve(list[MetricPublic]):
+    """A job's metric rows through one step, shared by every subscriber of its feed at that step.
+
+    Rows through a step never change, so what a page derives from them (the curve's flags) is kept in `memo`
+    and computed once per step, not once per open page.
+    """
+
+    def __init__(self, rows: list[MetricPublic]):
+        super().__init__(rows)
+        self.memo: dict[str, object] = {}
+
+
 class JobFeed:
     """One job's shared poll: its latest state and every metric row read so far, for all of its subscribers."""
 
@@ -68,6 +81,7 @@ class JobFeed:
         self.job: JobPublic | None = None
         self.metrics: list[MetricPublic] = []
         self.steps: list[int] = []
+        self._curve = Curve([])
         self.finished = False
         self.error: BaseException | None = None
         self.subscribers = 0
@@ -102,6 +116,13 @@ class JobFeed:
     def metrics_after(self, step: int) -> list[MetricPublic]:
         """The rows read so far with a step above `step`."""
         return self.metrics[bisect.bisect_right(self.steps, step):]
+
+    def metrics_through(self, step: int) -> Curve:
+        """The rows read so far with a step up to `step`: one Curve for every subscriber that asks for the same rows."""
+        count = bisect.bisect_right(self.steps, step)
+        if len(self._curve) != count:
+            self._curve = Curve(self.metrics[:count])
+        return self._curve
 
     async def run(self) -> None:
         """Poll until the job has ended and every row is read, or nobody listens any more."""
@@ -240,7 +261,7 @@ async def job_event_stream(
             if seen != last_seen:
                 last_seen = seen
                 yield ServerSentEvent(event="status", data=_status_payload(job))
-                for name, html in (fragments(job, last_metric) if fragments else {}).items():
+                for name, html in (fragments(job, last_metric, feed.metrics_through(after)) if fragments else {}).items():
                     yield ServerSentEvent(event=name, raw_data=html)
             if finished:
                 yield ServerSentEvent(event="done", data=_status_payload(job))

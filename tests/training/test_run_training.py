@@ -108,6 +108,16 @@ def test_result_holds_every_figure(finished_run):
     assert 0 < result.trainable_params < result.total_params
 
 
+def test_the_phases_account_for_the_run_and_evaluation_is_part_of_training(finished_run):
+    _, recorder, result = finished_run
+    phases = result.phase_seconds
+    assert set(phases) == {"load", "tokenise", "wrap", "train", "eval", "save", "samples"}
+    assert all(seconds >= 0 for seconds in phases.values())
+    # evaluations run between steps, so their time is inside "train"; the steps alone took what the last metric says
+    last_elapsed = recorder.metrics[-1]["elapsed_seconds"]
+    assert phases["eval"] <= phases["train"] and last_elapsed <= phases["train"] + 0.1
+
+
 def test_measured_trainable_params_equal_peft_count(finished_run):
     settings, _, result = finished_run
     model, _ = build_random_model(settings, 0)

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime
 import re
 
+import pytest
+
 from app.jobs import queue
-from app.jobs.tables import JobStatus
+from app.jobs.tables import JobStatus, MetricPublic
+from app.web.routers.jobs import curve_flags
+from app.web.sse import JobFeed
 from tests.jobs.sse_client import parse_events
 from tests.web.test_jobs_api import SMALL_JOB, finished_job_with_metrics
 
@@ -78,6 +83,31 @@ def test_the_page_stream_sends_progress_and_results_html_for_htmx(app, client):
     assert names.count("metric") == 1 and "progress" in names and "results" in names and names[-1] == "done"
     progress = next(event.data for event in events if event.event == "progress")
     assert 'id="job-progress-bar"' in progress and 'value="3"' in progress
+
+
+@pytest.mark.timeout(60)  # a stream that never sends the flag waits on the running job: fail instead of hanging
+def test_the_curve_flags_update_in_the_page_stream_when_a_running_job_starts_diverging(app, client):
+    engine = app.state.engine
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    queue.claim_next_job(engine, "w", 30)
+    queue.record_start(engine, job_id, "w", {"total_steps": 10, "device": "cpu float32"})
+    for step in range(1, 6):
+        queue.append_metric(engine, job_id, {"step": step, "train_loss": 4.0 - 0.2 * step, "learning_rate": 1e-3})
+    page = client.get(f"/jobs/{job_id}").text
+    assert 'sse-swap="curve_flags"' in page and "diverged" not in page and "exploded" not in page
+    blocks: list[str] = []
+    with client.stream("GET", f"/jobs/{job_id}/events?after=5") as response:
+        for event in parse_events(response.iter_lines()):
+            if event.event != "curve_flags":
+                continue
+            blocks.append(event.data)
+            if len(blocks) == 1:  # the healthy curve so far: no flag; then the loss explodes
+                for step, loss in ((6, 9.0), (7, 25.0), (8, 60.0)):
+                    queue.append_metric(engine, job_id, {"step": step, "train_loss": loss, "learning_rate": 1e-3})
+            elif "exploded" in event.data:
+                break
+    assert "curve-flags" not in blocks[0]
+    assert "The train loss exploded" in blocks[-1] and 'href="/guides/loss-nan-or-exploding"' in blocks[-1]
 
 
 def test_cancel_from_the_page_works_without_javascript(client):
@@ -214,3 +244,15 @@ def test_the_exact_match_score_shows_per_evaluation_and_at_the_end(app, client):
     assert "exact match" not in client.get(f"/jobs/{style_job}").text, "only a task scored by exact match has the column"
     queued = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
     assert 'data-key="exact_match"' in client.get(f"/jobs/{queued}").text, "a live page has the column before its first evaluation"
+
+
+def test_a_feed_hands_every_subscriber_at_a_step_the_same_curve_and_its_flags_are_computed_once():
+    feed = JobFeed(hub=None, job_id=1, poll_seconds=0.1)
+    for step, loss in ((1, 3.0), (2, 2.8), (3, 9.0), (4, 30.0)):
+        feed.metrics.append(MetricPublic(step=step, train_loss=loss, recorded_at=datetime.now(UTC)))
+        feed.steps.append(step)
+    first, second = feed.metrics_through(4), feed.metrics_through(4)
+    assert first is second and [row.step for row in first] == [1, 2, 3, 4]
+    assert curve_flags(first) is curve_flags(second) and curve_flags(first)[0].kind == "divergence"
+    earlier = feed.metrics_through(2)
+    assert [row.step for row in earlier] == [1, 2] and curve_flags(earlier) == []

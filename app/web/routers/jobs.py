@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 from fastapi.sse import EventSourceResponse, ServerSentEvent
 
-from app.calc.curves import flags
+from app.calc.curves import Flag, flags
 from app.content import datasets
 from app.jobs import estimates, service
 from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
@@ -22,14 +22,14 @@ from app.web import forms
 from app.web.deps import CatalogueDep, EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.auth import JobCreator, ViewerDep
 from app.web.routers.api_jobs import ControlledJobDep, JobDep, existing_job_id, job_controls
-from app.web.sse import job_event_stream, parse_resume_step
+from app.web.sse import Curve, job_event_stream, parse_resume_step
 from app.web.guard import off_loop
 from app.web.templating import is_htmx, render, templates
 
 router = APIRouter(include_in_schema=False)
 
 DETAIL_TEMPLATE = "jobs/detail.html"
-LIVE_BLOCKS = ("progress", "results")
+LIVE_BLOCKS = ("progress", "curve_flags", "results")
 CHART_FIELDS = {"step", "train_loss", "eval_loss", "learning_rate"}
 
 
@@ -127,12 +127,11 @@ def job_page(request: Request, job: JobDep, session: SessionDep, library: Librar
     public = service.job_public(session, job)
     metrics = service.metrics_after(session, job.id)
     scored_by_exact_match = datasets.dataset_tasks(settings.content_dir).get(public.dataset) == "exact_match"
-    return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None, viewer.can_control(job)) | {
+    return render(request, DETAIL_TEMPLATE, detail_context(public, metrics[-1] if metrics else None, viewer.can_control(job), metrics) | {
         "metrics": metrics,
         # decided by the dataset, so a live page has the column before its first evaluation arrives
         "has_exact_match": scored_by_exact_match or any(point.exact_match is not None for point in metrics),
         "chart_points": [point.model_dump(mode="json", include=CHART_FIELDS) for point in metrics],
-        "curve_flags": flags([point.model_dump() for point in metrics]),
         "param_slugs": set(library.params),
         "live": public.status not in FINISHED_STATUSES,
         "rerun_query": urlencode(as_text(public.config.lora) | as_text(public.config.training)
@@ -170,9 +169,19 @@ async def job_page_events(
         yield event
 
 
-def detail_context(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True) -> dict[str, Any]:
-    """What the progress and results blocks show (cancel, retry and download only to whoever may use them)."""
-    return {"job": job, "last_metric": last_metric, "eta_seconds": eta_seconds(job, last_metric), "can_control": can_control}
+def detail_context(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True,
+                   metrics: Sequence[MetricPublic] = ()) -> dict[str, Any]:
+    """What the live blocks show: progress, the curve's flags (from `metrics`, the rows so far), results; controls to whoever may use them."""
+    return {"job": job, "last_metric": last_metric, "eta_seconds": eta_seconds(job, last_metric), "can_control": can_control,
+            "curve_flags": curve_flags(metrics)}
+
+
+def curve_flags(metrics: Sequence[MetricPublic]) -> list[Flag]:
+    """What the curve so far shows (app.calc.curves.flags); once per step for all of a stream's pages (Curve.memo)."""
+    memo = metrics.memo if isinstance(metrics, Curve) else {}
+    if "flags" not in memo:
+        memo["flags"] = flags([point.model_dump() for point in metrics])
+    return memo["flags"]
 
 
 def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | None:
@@ -182,9 +191,9 @@ def eta_seconds(job: JobPublic, last_metric: MetricPublic | None) -> float | Non
     return last_metric.elapsed_seconds / last_metric.step * max(job.total_steps - last_metric.step, 0)
 
 
-def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True,
-                       request: Request | None = None) -> dict[str, str]:
+def render_live_blocks(job: JobPublic, last_metric: MetricPublic | None, metrics: Sequence[MetricPublic] = (),
+                       can_control: bool = True, request: Request | None = None) -> dict[str, str]:
     """The detail page's live blocks as HTML, one SSE event each."""
     template = templates.get_template(DETAIL_TEMPLATE)
-    context = template.new_context(detail_context(job, last_metric, can_control) | ({"request": request} if request else {}))
+    context = template.new_context(detail_context(job, last_metric, can_control, metrics) | ({"request": request} if request else {}))
     return {name: "".join(template.blocks[name](context)) for name in LIVE_BLOCKS}
