@@ -110,3 +110,17 @@ def test_a_measured_batch_shape_replaces_the_assumption():
     measured = parts(training, BatchShape(rows=4, width=90, loss_tokens=120))
     assert measured["logits"] == 120 * ARCH.vocab_size * 12
     assert measured["activations"] == parts(CalcTrainingSpec(per_device_train_batch_size=4, max_seq_length=90))["activations"]
+
+
+def test_4bit_weights_match_a_published_bitsandbytes_checkpoint():
+    """bench/data/published_memory.json checkpoint_sizes: a bnb 4-bit checkpoint stores what the GPU holds."""
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parents[2] / "bench" / "data" / "published_memory.json").read_text())
+    for case in data["checkpoint_sizes"]:
+        training = CalcTrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=case["bnb_4bit_use_double_quant"],
+                                    framework="unsloth")  # Unsloth keeps the rest 16-bit, as the checkpoint does
+        arch = architecture_of(catalogue_config(case["model"]))
+        weights = {p.key: p.bytes for p in estimate_memory(arch, count_trainable(SPEC, arch), training, 0.0).parts}
+        assert weights["base_weights"] == pytest.approx(case["published_bytes"], rel=0.005)  # "5.70G": 3 digits
