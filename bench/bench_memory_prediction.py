@@ -18,7 +18,7 @@ job page's measured peak against the prediction made at submission (every sequen
 the one the job page shows, which the worker makes once it has tokenised the data (the run's widest
 micro-batch and its loss positions, app.jobs.predictions).
 
-    .venv/bin/python bench/bench_memory_prediction.py [--model smollm2-135m-instruct] [--steps 2] [--only jobs|shapes]
+    .venv/bin/python bench/bench_memory_prediction.py [--model smollm2-135m-instruct] [--steps 2] [--only jobs|shapes] [--datasets ...] [--job-max-steps N]
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ JOBS = (("lora-qa", {}), ("telegram-style", {}), ("addition", {}), ("lora-qa", {
 JOB_MODEL = "smollm2-135m-instruct"
 
 
-def measure_job(dataset: str, lora: dict) -> dict:
+def measure_job(dataset: str, lora: dict, max_steps: int | None = None) -> dict:
     """Submit a dataset's default job and run it through the worker on a scratch database; return the job row's figures.
 
     The job is queued by app.jobs.service.create_job (the submission-time prediction), claimed and run by
@@ -108,7 +108,8 @@ def measure_job(dataset: str, lora: dict) -> dict:
         catalogue = load_catalogue(settings.content_dir / "models")
         engine = make_engine(settings)
         init_db(engine)
-        request = JobCreate(model=JOB_MODEL, dataset=dataset, lora=lora)
+        training = {} if max_steps is None else {"max_steps": max_steps}  # empty: the job form's defaults
+        request = JobCreate(model=JOB_MODEL, dataset=dataset, lora=lora, training=training)
         with Session(engine) as session:
             job_id = create_job(session, settings, catalogue, request).id
         at_submission = predict_job(job_spec(settings, request), catalogue)["predicted_memory_bytes"]
@@ -124,20 +125,25 @@ def measure_job(dataset: str, lora: dict) -> dict:
     return figures
 
 
-def jobs() -> list[float]:
+def jobs(datasets: list[str] | None, max_steps: int | None) -> list[float]:
     """Each dataset's default job through the worker: the job page's measured peak against its prediction."""
     from app.spec.training import JOB_DEFAULTS
 
     mib = 1024**2
     shown = {name: JOB_DEFAULTS[name] for name in ("per_device_train_batch_size", "max_seq_length", "max_steps")}
-    print(f"\nDefault jobs ({JOB_MODEL}; JOB_DEFAULTS {shown}), each submitted and run by the worker in a fresh process")
+    print(f"\nDefault jobs ({JOB_MODEL}; JOB_DEFAULTS {shown}"
+          f"{f', max_steps overridden to {max_steps}' if max_steps is not None else ''}), each submitted and run by the "
+          "worker in a fresh process")
     header = (f"{'dataset, LoRA':>24} {'measured':>9} | {'at submission':>13} {'meas/pred':>9} | "
               f"{'job page':>9} {'meas/pred':>9} | widest micro-batch")
     print(header)
     print("-" * len(header))
     ratios = []
     for dataset, lora in JOBS:
-        output = subprocess.run([sys.executable, __file__, "--measure-job", dataset, "--job-lora", json.dumps(lora)],
+        if datasets and dataset not in datasets:
+            continue
+        steps = [] if max_steps is None else ["--job-max-steps", str(max_steps)]
+        output = subprocess.run([sys.executable, __file__, "--measure-job", dataset, "--job-lora", json.dumps(lora), *steps],
                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
         job = json.loads(output)
         label = f"{dataset}, {'r=16 all-linear' if lora else 'defaults'}"
@@ -177,19 +183,21 @@ def main() -> None:
     parser.add_argument("--measure", nargs=3, type=int, metavar=("BATCH", "SEQ", "CHECKPOINTING"), help=argparse.SUPPRESS)
     parser.add_argument("--measure-job", help=argparse.SUPPRESS)
     parser.add_argument("--job-lora", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--datasets", nargs="+", help="only these datasets' jobs (default: all three and the all-linear job)")
+    parser.add_argument("--job-max-steps", type=int, help="override the jobs' max_steps (default: JOB_DEFAULTS'; printed)")
     args = parser.parse_args()
     if args.measure_job:
-        print(json.dumps(measure_job(args.measure_job, json.loads(args.job_lora))))
+        print(json.dumps(measure_job(args.measure_job, json.loads(args.job_lora), args.job_max_steps)))
         return
-    if args.only != "shapes":
-        ratios = jobs()
-        print(f"job page measured/predicted from the data: {', '.join(f'{r:.2f}' for r in ratios)} (target 0.85-1.15)")
-        if args.only == "jobs":
-            return
-    if args.measure:
+    if args.measure:  # a child measuring one shape: nothing else
         batch, seq, checkpointing = args.measure
         print(json.dumps(measure(args.model, batch, seq, bool(checkpointing), args.steps)))
         return
+    if args.only != "shapes":
+        ratios = jobs(args.datasets, args.job_max_steps)
+        print(f"job page measured/predicted from the data: {', '.join(f'{r:.2f}' for r in ratios)} (target 0.85-1.15)")
+        if args.only == "jobs":
+            return
 
     mib = 1024**2
     print(f"{args.model}, LoRA {LORA}, AdamW, {args.steps} steps per shape, each in a fresh process")
