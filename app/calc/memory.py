@@ -246,7 +246,7 @@ class ActivationEstimate:
     """What autograd keeps for the backward pass, derived op by op from the architecture (bytes)."""
 
     act_bytes: int  # bytes per activation element: 4 (fp32) or 2 (bf16/fp16)
-    cpu: bool  # fp32 base weights are read as a CPU run (Lorapedia trains fp32 only on CPU)
+    cpu: bool  # a CPU run (peak resident set): fp32 base weights unless the caller knows the run's device
     per_token: dict[str, float]  # one decoder layer, bytes per token, by term
     per_layer_fixed: float  # one decoder layer, bytes independent of the tokens (target_parameters' W' copies)
     score_per_token: float  # one decoder layer, bytes per token per key position (eager attention only)
@@ -307,7 +307,7 @@ class ActivationEstimate:
 
 
 def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, dropout: float,
-                         shape: BatchShape | None = None, use_dora: bool = False) -> ActivationEstimate:
+                         shape: BatchShape | None = None, use_dora: bool = False, cpu: bool | None = None) -> ActivationEstimate:
     """Per-architecture saved-tensor model of a decoder layer (pre-norm, SDPA, frozen base, LoRA in fp32).
 
     A frozen base Linear saves no activation (only its weight, for the input gradient). What is saved:
@@ -317,7 +317,8 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     each LoRA branch keeps its (fp32) input for A's gradient and the r-dim A output for B's gradient.
     """
     a = _compute_bytes(training)
-    cpu = training.base_dtype == "fp32"
+    if cpu is None:  # the calculator reads fp32 base weights as a CPU run: Lorapedia's CPU worker is the fp32 case
+        cpu = training.base_dtype == "fp32"
     framework = FRAMEWORKS[training.framework]
     adapter = 4 if cpu else framework.adapter_bytes
     shape = shape or BatchShape.of(training)
@@ -483,10 +484,10 @@ def _workspaces(arch: Architecture, count: ParamCount, training: CalcTrainingSpe
 
 
 def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float,
-                    shape: BatchShape | None = None, use_dora: bool = False) -> MemoryEstimate:
+                    shape: BatchShape | None = None, use_dora: bool = False, cpu: bool | None = None) -> MemoryEstimate:
     """Per-device memory of one training step: weights, adapter state, activations, workspaces, allocator and context."""
     framework = FRAMEWORKS[training.framework]
-    saved = estimate_activations(arch, count, training, lora_dropout, shape, use_dora)
+    saved = estimate_activations(arch, count, training, lora_dropout, shape, use_dora, cpu)
     parts = [_base_weights(arch, count, training, framework), *_adapter_parts(count, training, framework),
              *_activations(saved, lora_dropout), *_workspaces(arch, count, training, framework, use_dora, saved.act_bytes)]
     live = sum(part.bytes for part in parts)
@@ -518,7 +519,7 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
         "An estimate, not a measurement: compare with a real run's peak memory on the job page.",
         "Data parallel: every device holds the whole model, so the figures are per device.",
         f"Activations are {size}-byte ({'fp32' if size == 4 else '16-bit'}) as the base weights compute; "
-        + ("fp32 base weights are read as a CPU run, as Lorapedia trains without a bf16 GPU."
+        + ("this is read as a CPU run (fp32 base weights, or a job the worker trains on CPU)."
            if saved.cpu else "16-bit and quantised base weights are read as a CUDA run."),
         "Activations are derived per layer from config.json (hidden, intermediate, heads, key/value heads, layers) by "
         "what autograd saves: a frozen base Linear keeps no activation; RMSNorm keeps its input upcast to fp32 and one "
