@@ -12,12 +12,13 @@ Two comparisons, each as measured/predicted and as the estimate's error:
   (CPU: the process's own resident set, CPU_PROCESS_BYTES; CUDA: the calculator's allocated_bytes, which
   leaves out the CUDA context and the allocator's slack).
 
-Then the default job of each dataset (the job form's defaults, SmolLM2), each in a fresh process through
-run_training as the worker runs it: the job page's measured peak against the prediction made at submission
-(every sequence max_seq_length long) and the one the worker makes once it has tokenised the data (the run's
-widest micro-batch and its loss positions, app.jobs.predictions).
+Then the default job of each dataset (the job form's defaults read from JOB_DEFAULTS, SmolLM2), each in a
+fresh process, submitted through app.jobs.service and run by the worker's JobRun on a scratch database: the
+job page's measured peak against the prediction made at submission (every sequence max_seq_length long) and
+the one the job page shows, which the worker makes once it has tokenised the data (the run's widest
+micro-batch and its loss positions, app.jobs.predictions).
 
-    .venv/bin/python bench/bench_memory_prediction.py [--model smollm2-135m-instruct] [--steps 2] [--job-steps 30] [--only jobs|shapes]
+    .venv/bin/python bench/bench_memory_prediction.py [--model smollm2-135m-instruct] [--steps 2] [--only jobs|shapes] [--datasets ...] [--job-max-steps N]
 """
 
 from __future__ import annotations
@@ -70,56 +71,89 @@ def measure(model_id: str, batch: int, seq: int, checkpointing: bool, steps: int
             "peak": memory.peak_bytes()}
 
 
-# The job form's defaults on each dataset (LoRA: peft's own, r=8 on q_proj and v_proj), and the all-linear r=16 job
-# issue 9 reported at 0.55 on its job page.
+# Each dataset's default job (the job form's defaults: JOB_DEFAULTS and peft's LoRA defaults), and the r=16
+# all-linear job issue 9 reported at 0.55 on its job page.
 JOBS = (("lora-qa", {}), ("telegram-style", {}), ("addition", {}), ("lora-qa", {"r": 16, "target_modules": "all-linear"}))
+JOB_MODEL = "smollm2-135m-instruct"
 
 
-def measure_job(dataset: str, lora: dict, steps: int) -> dict:
-    """Run the default job of a dataset as the worker does; return its started event's batch shape and its peak."""
+def measure_job(dataset: str, lora: dict, max_steps: int | None = None) -> dict:
+    """Submit a dataset's default job and run it through the worker on a scratch database; return the job row's figures.
+
+    The job is queued by app.jobs.service.create_job (the submission-time prediction), claimed and run by
+    app.jobs.worker.JobRun with the worker's trainer (which re-predicts from the run's widest micro-batch), and
+    read back as the job page reads it.
+    """
     import tempfile
+    import threading
+    from pathlib import Path
 
+    from sqlmodel import Session
+
+    from app.calc import load_catalogue
+    from app.jobs import queue
+    from app.jobs.db import make_engine, init_db
+    from app.jobs.service import create_job, job_spec
+    from app.jobs.predictions import predict as predict_job
+    from app.jobs.tables import Job
+    from app.jobs.worker import JobRun, make_worker_id
     from app.settings import get_settings
-    from app.spec import JobCreate, JobSpec
+    from app.spec import JobCreate
     from app.training.run import run_training
 
-    request = JobCreate(model="smollm2-135m-instruct", dataset=dataset, lora=lora, training={"max_steps": steps})
-    spec = JobSpec(model=request.model, dataset=dataset, lora=request.lora, training=request.training)
-    events: dict = {}
-    with tempfile.TemporaryDirectory() as output:
-        result = run_training(spec, get_settings(), output, lambda _metric: None, lambda: False,
-                              lambda name, data: events.setdefault(name, data))
-    return {"spec": spec.model_dump(mode="json"), "batch_shape": events["started"]["batch_shape"],
-            "peak": result.peak_memory_bytes, "device": result.device}
+    with tempfile.TemporaryDirectory() as scratch:
+        settings = get_settings().model_copy(update={"database_url": f"sqlite:///{Path(scratch) / 'bench.db'}",
+                                                     "var_dir": Path(scratch)})
+        settings.adapters_dir.mkdir()
+        catalogue = load_catalogue(settings.content_dir / "models")
+        engine = make_engine(settings)
+        init_db(engine)
+        training = {} if max_steps is None else {"max_steps": max_steps}  # empty: the job form's defaults
+        request = JobCreate(model=JOB_MODEL, dataset=dataset, lora=lora, training=training)
+        with Session(engine) as session:
+            job_id = create_job(session, settings, catalogue, request).id
+        at_submission = predict_job(job_spec(settings, request), catalogue)["predicted_memory_bytes"]
+        worker_id = make_worker_id()
+        assert queue.claim_next_job(engine, worker_id, settings.lease_seconds) == job_id
+        JobRun(engine, settings, job_id, worker_id, run_training, threading.Event()).execute()
+        with Session(engine) as session:
+            job = session.get(Job, job_id)
+            figures = {"status": job.status.value, "error": job.error, "at_submission": at_submission,
+                       "predicted": job.predicted_memory_bytes, "peak": job.peak_memory_bytes, "device": job.device,
+                       "sequences": (job.prediction_basis or {}).get("sequences"), "training": job.config["training"]}
+        engine.dispose()
+    return figures
 
 
-def jobs(steps: int) -> list[float]:
-    """Each dataset's default job: measured peak against both predictions; returns the refined ratios."""
-    from app.calc import load_catalogue
-    from app.jobs.predictions import predict as predict_job
-    from app.spec import JobSpec
+def jobs(datasets: list[str] | None, max_steps: int | None) -> list[float]:
+    """Each dataset's default job through the worker: the job page's measured peak against its prediction."""
+    from app.spec.training import JOB_DEFAULTS
 
     mib = 1024**2
-    catalogue = load_catalogue()
-    print(f"\nDefault jobs (SmolLM2-135M, batch 4, max_seq_length 256), {steps} steps, each in a fresh process")
-    header = f"{'dataset, LoRA':>24} {'widest batch':>13} {'measured':>9} | {'at submission':>13} {'meas/pred':>9} | {'from the data':>13} {'meas/pred':>9}"
+    shown = {name: JOB_DEFAULTS[name] for name in ("per_device_train_batch_size", "max_seq_length", "max_steps")}
+    print(f"\nDefault jobs ({JOB_MODEL}; JOB_DEFAULTS {shown}"
+          f"{f', max_steps overridden to {max_steps}' if max_steps is not None else ''}), each submitted and run by the "
+          "worker in a fresh process")
+    header = (f"{'dataset, LoRA':>24} {'measured':>9} | {'at submission':>13} {'meas/pred':>9} | "
+              f"{'job page':>9} {'meas/pred':>9} | widest micro-batch")
     print(header)
     print("-" * len(header))
     ratios = []
     for dataset, lora in JOBS:
-        output = subprocess.run([sys.executable, __file__, "--measure-job", dataset, "--job-lora", json.dumps(lora),
-                                 "--job-steps", str(steps)],
+        if datasets and dataset not in datasets:
+            continue
+        steps = [] if max_steps is None else ["--job-max-steps", str(max_steps)]
+        output = subprocess.run([sys.executable, __file__, "--measure-job", dataset, "--job-lora", json.dumps(lora), *steps],
                                 capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
-        measured = json.loads(output)
-        spec = JobSpec.model_validate(measured["spec"])
-        before = predict_job(spec, catalogue)["predicted_memory_bytes"]
-        after = predict_job(spec, catalogue, measured["batch_shape"])["predicted_memory_bytes"]
-        shape = measured["batch_shape"]
-        peak = measured["peak"]
-        ratios.append(peak / after)
+        job = json.loads(output)
         label = f"{dataset}, {'r=16 all-linear' if lora else 'defaults'}"
-        print(f"{label:>24} {shape['rows']:>3} x {shape['width']:>3} ({shape['loss_tokens']:>3}) {peak / mib:>5,.0f} MiB | "
-              f"{before / mib:>9,.0f} MiB {peak / before:>9.2f} | {after / mib:>9,.0f} MiB {peak / after:>9.2f}", flush=True)
+        if job["status"] != "succeeded" or not job["peak"]:
+            print(f"{label:>24} {job['status']}: {job['error']}", flush=True)
+            continue
+        peak, before, after = job["peak"], job["at_submission"], job["predicted"]
+        ratios.append(peak / after)
+        print(f"{label:>24} {peak / mib:>5,.0f} MiB | {before / mib:>9,.0f} MiB {peak / before:>9.2f} | "
+              f"{after / mib:>5,.0f} MiB {peak / after:>9.2f} | {job['sequences']}", flush=True)
     return ratios
 
 
@@ -145,24 +179,25 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", default="smollm2-135m-instruct")
     parser.add_argument("--steps", type=int, default=2)
-    parser.add_argument("--job-steps", type=int, default=30, help="optimizer steps of each default job (the job default: 30)")
     parser.add_argument("--only", choices=("jobs", "shapes"))
     parser.add_argument("--measure", nargs=3, type=int, metavar=("BATCH", "SEQ", "CHECKPOINTING"), help=argparse.SUPPRESS)
     parser.add_argument("--measure-job", help=argparse.SUPPRESS)
     parser.add_argument("--job-lora", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--datasets", nargs="+", help="only these datasets' jobs (default: all three and the all-linear job)")
+    parser.add_argument("--job-max-steps", type=int, help="override the jobs' max_steps (default: JOB_DEFAULTS'; printed)")
     args = parser.parse_args()
     if args.measure_job:
-        print(json.dumps(measure_job(args.measure_job, json.loads(args.job_lora), args.job_steps)))
+        print(json.dumps(measure_job(args.measure_job, json.loads(args.job_lora), args.job_max_steps)))
         return
-    if args.only != "shapes":
-        ratios = jobs(args.job_steps)
-        print(f"job page measured/predicted from the data: {', '.join(f'{r:.2f}' for r in ratios)} (target 0.85-1.15)")
-        if args.only == "jobs":
-            return
-    if args.measure:
+    if args.measure:  # a child measuring one shape: nothing else
         batch, seq, checkpointing = args.measure
         print(json.dumps(measure(args.model, batch, seq, bool(checkpointing), args.steps)))
         return
+    if args.only != "shapes":
+        ratios = jobs(args.datasets, args.job_max_steps)
+        print(f"job page measured/predicted from the data: {', '.join(f'{r:.2f}' for r in ratios)} (target 0.85-1.15)")
+        if args.only == "jobs":
+            return
 
     mib = 1024**2
     print(f"{args.model}, LoRA {LORA}, AdamW, {args.steps} steps per shape, each in a fresh process")

@@ -31,11 +31,12 @@ from app.spec.errors import FieldError
 
 
 def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None = None,
-            trees: TreeSource | None = None, shape: BatchShape | None = None) -> CalcResult:
+            trees: TreeSource | None = None, shape: BatchShape | None = None, cpu: bool | None = None) -> CalcResult:
     """Validate (if given a dict) and compute; raises pydantic.ValidationError or FieldError (both ValueError).
 
     Catalogue models use their shipped trees; a pasted config.json needs `trees` (app.jobs.trees.TreeService).
-    `shape` replaces the calculator's assumed peak micro-batch with one measured from real data (a job's).
+    `shape` replaces the calculator's assumed peak micro-batch with one measured from real data (a job's); `cpu`
+    says the run trains on CPU whatever its base dtype (a job on the CPU worker; default: fp32 means CPU).
     """
     if not isinstance(request, CalcRequest):
         request = CalcRequest.model_validate(request)
@@ -49,7 +50,7 @@ def compute(request: CalcRequest | dict[str, Any], catalogue: Catalogue | None =
         name = _pasted_name(config)
         arch = architecture_of_config(config, request.lora.task_type, trees)
     count = count_trainable(request.lora, arch)
-    return _result(request, arch, count, shape, ModelInfo(
+    return _result(request, arch, count, shape, cpu, ModelInfo(
         id=info_id, name=name, hf_id=hf_id, model_type=arch.model_type, family=arch.family,
         num_layers=arch.num_layers, hidden_size=arch.hidden_size, vocab_size=arch.vocab_size,
         tie_word_embeddings=arch.tie_word_embeddings, notes=list(arch.notes),
@@ -88,9 +89,10 @@ def group_rows(adapted: list[Adapted]) -> list[ModuleRow]:
     return rows
 
 
-def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: BatchShape | None, info: ModelInfo) -> CalcResult:
+def _result(request: CalcRequest, arch: Architecture, count: ParamCount, shape: BatchShape | None, cpu: bool | None,
+            info: ModelInfo) -> CalcResult:
     spec, training = request.lora, request.training
-    memory = estimate_memory(arch, count, training, float(spec.lora_dropout), shape, spec.use_dora)
+    memory = estimate_memory(arch, count, training, float(spec.lora_dropout), shape, spec.use_dora, cpu)
     lints = collect_lints(spec, training, arch, count)
     leaves = tuple(dict.fromkeys(item.template.rpartition(".")[2] for item in count.adapted))
     report = fit_report(request, arch, leaves, shape)

@@ -59,6 +59,7 @@ class Framework:
     quantize_adapted_only: bool  # 4-bit applies only to Linears that carry an adapter
     offload_checkpoints: bool  # gradient checkpointing keeps the layer inputs in CPU memory
     source: str
+    fused_lora: bool = False  # hand-written LoRA autograd kernels: one 16-bit input per projection group, no rank output
 
 
 FRAMEWORKS: dict[str, Framework] = {
@@ -69,9 +70,12 @@ FRAMEWORKS: dict[str, Framework] = {
         "Axolotl", 4, LOGIT_BYTES, "full logits through the Trainer's loss, as transformers (no cut_cross_entropy plugin)", True, False,
         False, "Axolotl src/axolotl/loaders/model.py: prepare_model_for_kbit_training for qlora; HF Trainer loss"),
     "unsloth": Framework(
-        "Unsloth", 4, 4, "fused cross-entropy kernel: 16-bit logits, gradient written in place", False, False, True,
-        "Unsloth kernels/cross_entropy_loss.py (fast_cross_entropy_loss); use_gradient_checkpointing=\"unsloth\" offloads "
-        "layer inputs to CPU"),
+        "Unsloth", 4, 0, "Apple's Cut Cross-Entropy (lm_head and loss fused in blocks: the logits are never materialised)",
+        False, False, True,
+        "unsloth_zoo loss_utils.fused_linear_cross_entropy (cut_cross_entropy.linear_cross_entropy, UNSLOTH_ENABLE_CCE=1 by "
+        "default); use_gradient_checkpointing=\"unsloth\" offloads layer inputs to CPU; kernels/fast_lora.py LoRA_QKV, "
+        "LoRA_W and LoRA_MLP save X (and the MLP's gate and up outputs) in the compute dtype, casting A and B to it; "
+        "kernels/rms_layernorm.py keeps the 16-bit input and one fp32 inverse RMS per token", fused_lora=True),
     "torchtune": Framework(
         "torchtune", 2, 6, "chunked cross-entropy (8 chunks upcast one at a time)", False, True, False,
         "torchtune modules/loss/ce_chunked_output_loss.py (CEWithChunkedOutputLoss); the model, adapters and AdamW "
@@ -242,7 +246,7 @@ class ActivationEstimate:
     """What autograd keeps for the backward pass, derived op by op from the architecture (bytes)."""
 
     act_bytes: int  # bytes per activation element: 4 (fp32) or 2 (bf16/fp16)
-    cpu: bool  # fp32 base weights are read as a CPU run (Lorapedia trains fp32 only on CPU)
+    cpu: bool  # a CPU run (peak resident set): fp32 base weights unless the caller knows the run's device
     per_token: dict[str, float]  # one decoder layer, bytes per token, by term
     per_layer_fixed: float  # one decoder layer, bytes independent of the tokens (target_parameters' W' copies)
     score_per_token: float  # one decoder layer, bytes per token per key position (eager attention only)
@@ -274,7 +278,11 @@ class ActivationEstimate:
         """Bytes the decoder layers keep at the end of the forward pass."""
         if self.checkpointing:  # layer inputs, then one layer at a time is recomputed
             kept = 1 if self.offload_checkpoints else self.layers
-            return kept * self.tokens * self.layer_input_per_token + self.one_layer + self.tokens * self.dora_per_token / max(self.layers, 1)
+            # while the recomputed layer runs backward, the gradient from the layer above and the layer's recomputed
+            # output (torch.autograd.backward(outputs, grads) in the checkpoint's backward) are alive beside it
+            in_flight = 2 * self.tokens * self.layer_input_per_token
+            return ((kept * self.tokens * self.layer_input_per_token + self.one_layer + in_flight)
+                    + self.tokens * self.dora_per_token / max(self.layers, 1))
         return self.layers * self.one_layer - self.tokens * self.first_layer_saving + self.tokens * self.dora_per_token
 
     @property
@@ -299,7 +307,7 @@ class ActivationEstimate:
 
 
 def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, dropout: float,
-                         shape: BatchShape | None = None, use_dora: bool = False) -> ActivationEstimate:
+                         shape: BatchShape | None = None, use_dora: bool = False, cpu: bool | None = None) -> ActivationEstimate:
     """Per-architecture saved-tensor model of a decoder layer (pre-norm, SDPA, frozen base, LoRA in fp32).
 
     A frozen base Linear saves no activation (only its weight, for the input gradient). What is saved:
@@ -309,7 +317,8 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     each LoRA branch keeps its (fp32) input for A's gradient and the r-dim A output for B's gradient.
     """
     a = _compute_bytes(training)
-    cpu = training.base_dtype == "fp32"
+    if cpu is None:  # the calculator reads fp32 base weights as a CPU run: Lorapedia's CPU worker is the fp32 case
+        cpu = training.base_dtype == "fp32"
     framework = FRAMEWORKS[training.framework]
     adapter = 4 if cpu else framework.adapter_bytes
     shape = shape or BatchShape.of(training)
@@ -321,10 +330,14 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     eager = arch.model_type == "gemma2"  # logit soft-capping: SDPA refuses softcap, so eager attention
     fused_qkv = any(module.leaf == "qkv_proj" for module in layer0)
     mask = 4 if cpu else 1  # CPU dropout keeps a float noise tensor; CUDA's fused dropout a bool mask
+    # Unsloth patches its LoRA kernels in only when lora_dropout is 0; otherwise peft's modules run
+    fused = framework.fused_lora and not cpu and not dropout
 
     terms: dict[str, float] = {}
     norm_names = [m for m in layer0 if "norm" in m.cls.lower() and m.leaf not in ("q_norm", "k_norm")]
     per_norm = a * h + 8 if gpt2 else 4 * h + 4  # LayerNorm: input, mean, rstd; RMSNorm: fp32 input, rsqrt
+    if fused:  # Unsloth's RMSNorm kernel keeps its 16-bit input and a fp32 inverse RMS
+        per_norm = a * h + 4
     terms["norms"] = len(norm_names or [None, None]) * per_norm
     if any(m.leaf in ("q_norm", "k_norm") for m in layer0):
         terms["norms"] += 4 * (q + kv) + 4 * (heads + arch.num_key_value_heads)
@@ -342,7 +355,9 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     if arch.num_experts:  # approximate: each routed expert keeps its gathered input and a gated MLP's tensors
         terms["mlp"] = arch.experts_per_token * a * (h + 4 * i) + 4 * arch.num_experts
     elif arch.gated_mlp:
-        terms["mlp"] = 3 * a * i  # gate output (activation input), activation output, up output
+        # gate output (activation input), activation output, up output; Unsloth's LoRA_MLP keeps gate and up and
+        # its backward holds the down projection's input gradient beside them: three as well
+        terms["mlp"] = 3 * a * i
     else:
         terms["mlp"] = a * i  # the activation's input
     if gpt2:
@@ -362,8 +377,13 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
         if item.kind == PARAMETER:  # W' = W + BA is rebuilt and kept for the backward pass
             fixed += item.experts * item.in_features * item.out_features * a
             continue
-        rank += adapter * item.r * item.experts
         source = _input_of(item.template)
+        if fused:  # LoRA_QKV, LoRA_W, LoRA_MLP keep one 16-bit X per group; down_proj's input is rebuilt from gate, up
+            if (item.layer, source) not in seen and source != "mlp_act":
+                lora_inputs += item.in_features * a
+            seen.add((item.layer, source))
+            continue
+        rank += adapter * item.r * item.experts
         if dropout:  # each module draws its own mask and keeps its own dropped (fp32) copy
             lora_inputs += item.in_features * (adapter + mask)
         elif a != adapter:  # each module casts the 16-bit input to fp32 on its own
@@ -390,7 +410,7 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
             first += attention
             if "attn_out" in first_sources and "attn_out" in shared and not dropout:
                 first -= a * q  # ... but o_proj's LoRA keeps the attention output
-    outside = (a * h + 8 if gpt2 else 4 * h + 4) + 9  # final norm; target index (int64) and mask (bool)
+    outside = (a * h + 8 if gpt2 else per_norm) + 9  # final norm; target index (int64) and mask (bool)
     for item in count.adapted:
         if item.layer is None and item.kind != PARAMETER:
             outside += adapter * item.r + (adapter * item.in_features if item.kind != EMBEDDING else 0)
@@ -431,6 +451,9 @@ def _activations(estimate: ActivationEstimate, dropout: float) -> list[MemoryPar
     else:
         logit_detail = f"{estimate.tokens:,} tokens"
     logit_detail += f" x {estimate.vocab:,} vocabulary x {estimate.logit_bytes} bytes"
+    if not estimate.logit_bytes:
+        logit_detail = ("no logits kept: the output layer and the loss run fused in blocks (Cut Cross-Entropy), "
+                        f"{estimate.logit_tokens:,} loss positions never projected onto all {estimate.vocab:,} at once")
     if estimate.logit_bytes == LOGIT_BYTES:
         logit_detail += (": in log_softmax's backward the fp32 log-probs, their gradient and the logits' gradient are alive "
                          f"together (the {size}-byte logits and their fp32 copy are freed after the forward pass)")
@@ -470,10 +493,10 @@ def approximation_note(arch: Architecture) -> str:
 
 
 def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, lora_dropout: float,
-                    shape: BatchShape | None = None, use_dora: bool = False) -> MemoryEstimate:
+                    shape: BatchShape | None = None, use_dora: bool = False, cpu: bool | None = None) -> MemoryEstimate:
     """Per-device memory of one training step: weights, adapter state, activations, workspaces, allocator and context."""
     framework = FRAMEWORKS[training.framework]
-    saved = estimate_activations(arch, count, training, lora_dropout, shape, use_dora)
+    saved = estimate_activations(arch, count, training, lora_dropout, shape, use_dora, cpu)
     parts = [_base_weights(arch, count, training, framework), *_adapter_parts(count, training, framework),
              *_activations(saved, lora_dropout), *_workspaces(arch, count, training, framework, use_dora, saved.act_bytes)]
     live = sum(part.bytes for part in parts)
@@ -487,11 +510,13 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
             f"{CPU_PROCESS_BYTES / GIB:.2f} GiB resident for Python with torch and transformers loaded (measured)"))
         allocated, reserved, total, basis = live, live + retained, live + retained + CPU_PROCESS_BYTES, CPU_BASIS
     else:
+        # the weights carry slack too: loading leaves freed blocks reserved (Unsloth's Llama 3.1 8B notebook reserved
+        # 5.98 GiB after loading 5.47 GiB of 4-bit weights and adapters, 9.5% more)
         slack = int(live * FRAGMENTATION)
         parts.append(MemoryPart(
             "allocator", "Allocator reserve", slack,
             f"{FRAGMENTATION:.0%} of the live tensors: blocks PyTorch's caching allocator keeps reserved but not in use "
-            "at the peak (fragmentation, rounding to 512-byte blocks and 2 MiB segments)", (CUDA_FRAGMENTATION_RULE,)))
+            "at the peak (fragmentation, rounding to 512-byte blocks and 2 MiB segments, blocks freed while loading)", (CUDA_FRAGMENTATION_RULE,)))
         parts.append(MemoryPart(
             "context", "CUDA context", FRAMEWORK_BYTES,
             f"{FRAMEWORK_BYTES / GIB:.1f} GiB for the CUDA context, cuBLAS workspaces and kernels: outside PyTorch's "
@@ -503,7 +528,7 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
         "An estimate, not a measurement: compare with a real run's peak memory on the job page.",
         "Data parallel: every device holds the whole model, so the figures are per device.",
         f"Activations are {size}-byte ({'fp32' if size == 4 else '16-bit'}) as the base weights compute; "
-        + ("fp32 base weights are read as a CPU run, as Lorapedia trains without a bf16 GPU."
+        + ("this is read as a CPU run (fp32 base weights, or a job the worker trains on CPU)."
            if saved.cpu else "16-bit and quantised base weights are read as a CUDA run."),
         "Activations are derived per layer from config.json (hidden, intermediate, heads, key/value heads, layers) by "
         "what autograd saves: a frozen base Linear keeps no activation; RMSNorm keeps its input upcast to fp32 and one "

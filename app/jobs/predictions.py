@@ -12,12 +12,27 @@ from app.spec import JobSpec
 
 logger = logging.getLogger(__name__)
 
-# The worker trains in fp32 on CPU (bf16 on CUDA, which the web process cannot know), so predict for fp32.
+# At submission the web process cannot know the worker's device and precision, so it predicts for fp32 on CPU;
+# once the run has started the worker predicts again for the device and precision it reported.
 PREDICTED_BASE_DTYPE = "fp32"
 
 
+def run_precision(device: str | None) -> tuple[str, bool]:
+    """The calculator's base_dtype and whether it is a CPU run, from a job's device text (app.training.loading).
+
+    'cpu float32' and 'cpu bfloat16 autocast' keep fp32 weights; 'cpu bfloat16 weights, fp32 adapters' and
+    'cuda (...) bfloat16' store bf16 weights; anything unknown keeps the submission's fp32 CPU assumption.
+    """
+    if not device:
+        return PREDICTED_BASE_DTYPE, True
+    on_cpu = device.startswith("cpu")
+    bf16_weights = "bfloat16" in device and "autocast" not in device
+    return ("bf16" if bf16_weights else "fp32"), on_cpu
+
+
 def predict(spec: JobSpec, catalogue: Catalogue, total_steps: int | None = None, tokens_per_row: float = 0.0,
-            flops_per_second: float | None = None, batch_shape: dict[str, int] | None = None) -> dict[str, Any]:
+            flops_per_second: float | None = None, batch_shape: dict[str, int] | None = None,
+            device: str | None = None) -> dict[str, Any]:
     """predicted_trainable_params, predicted_memory_bytes, predicted_seconds and prediction_basis from app.calc.
 
     At submission every sequence is taken to be max_seq_length long (an upper bound). Once the worker has
@@ -33,10 +48,11 @@ def predict(spec: JobSpec, catalogue: Catalogue, total_steps: int | None = None,
         logger.info("no prediction for %s: not in the calculator's catalogue", spec.model)
         return {"predicted_trainable_params": None, "predicted_memory_bytes": None, "predicted_seconds": None,
                 "prediction_basis": None}
-    training = CalcTrainingSpec(**spec.training.model_dump(), base_dtype=PREDICTED_BASE_DTYPE)
+    base_dtype, on_cpu = run_precision(device)
+    training = CalcTrainingSpec(**spec.training.model_dump(), base_dtype=base_dtype)
     shape = BatchShape(**batch_shape) if batch_shape else None
-    result = compute(CalcRequest(model=spec.model, lora=spec.lora, training=training), catalogue, shape=shape)
-    basis: dict[str, Any] = {"base_dtype": PREDICTED_BASE_DTYPE, "optimizer": spec.training.optim,
+    result = compute(CalcRequest(model=spec.model, lora=spec.lora, training=training), catalogue, shape=shape, cpu=on_cpu)
+    basis: dict[str, Any] = {"base_dtype": base_dtype, "optimizer": spec.training.optim,
                              "memory_basis": result.memory.basis}
     if shape:
         basis["sequences"] = (f"the run's widest micro-batch from the tokenised data: {shape.rows} rows padded to "

@@ -173,15 +173,16 @@ class JobRun:
         if name == "started":
             figures = {k: data[k] for k in START_FIELDS if k in data}
             if data.get("batch_shape") and self.spec is not None:
-                figures |= self._refined_prediction(data["batch_shape"])
+                figures |= self._refined_prediction(data["batch_shape"], data.get("device"))
             queue.record_start(self.engine, self.job_id, self.worker_id, figures)
         else:
             logger.info("job %d: %s %s", self.job_id, name, data)
 
-    def _refined_prediction(self, batch_shape: dict[str, int]) -> dict[str, Any]:
-        """The calculator's prediction again, from the run's real widest micro-batch instead of max_seq_length."""
+    def _refined_prediction(self, batch_shape: dict[str, int], device: str | None) -> dict[str, Any]:
+        """The calculator's prediction again, from the run's real widest micro-batch and its device and precision."""
         try:
-            refined = predictions.predict(self.spec, load_catalogue(self.settings.content_dir / "models"), batch_shape=batch_shape)
+            refined = predictions.predict(self.spec, load_catalogue(self.settings.content_dir / "models"),
+                                          batch_shape=batch_shape, device=device)
         except ValueError:  # the submission-time prediction stays
             logger.exception("job %d: no refined prediction", self.job_id)
             return {}

@@ -152,9 +152,10 @@ def test_layer_terms_per_token(dtype, targets, dropout, terms):
         (dict(per_device_train_batch_size=1, max_seq_length=128, base_dtype="fp32"),
          128 * (30 * FP32_LAYER - (4 * H + 4) + 4 * H + 4 + 9)),  # 30 layers, less layer 0's frozen-input norm; final norm
         (dict(per_device_train_batch_size=4, max_seq_length=256, base_dtype="fp32", gradient_checkpointing=True),
-         1024 * (30 * 4 * H + FP32_LAYER + 4 * H + 4 + 9)),  # layer inputs + the largest layer recomputed
+         # layer inputs + the largest layer recomputed + its output and the gradient arriving from above
+         1024 * (30 * 4 * H + FP32_LAYER + 2 * 4 * H + 4 * H + 4 + 9)),
         (dict(per_device_train_batch_size=4, max_seq_length=256, base_dtype="bf16", gradient_checkpointing=True),
-         1024 * (30 * 2 * H + BF16_LAYER + 4 * H + 4 + 9)),
+         1024 * (30 * 2 * H + BF16_LAYER + 2 * 2 * H + 4 * H + 4 + 9)),
     ],
 )
 def test_activation_totals(training, expected):

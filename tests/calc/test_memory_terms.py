@@ -61,10 +61,24 @@ def test_framework_sets_the_loss_the_adapter_dtype_and_the_optimizer_state(frame
 
 
 def test_unsloth_checkpointing_keeps_one_layer_input_on_the_gpu():
+    # with dropout Unsloth runs peft's LoRA modules, so the layers match transformers' and only the offload differs
     training = dict(per_device_train_batch_size=4, max_seq_length=2048, gradient_checkpointing=True)
-    hf = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training), 0.0)
-    unsloth = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training, framework="unsloth"), 0.0)
+    hf = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training), 0.05)
+    unsloth = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training, framework="unsloth"), 0.05)
+    assert hf.per_token == unsloth.per_token
     assert hf.activations - unsloth.activations == (ARCH.num_layers - 1) * hf.tokens * hf.layer_input_per_token
+
+
+def test_unsloth_lora_kernels_keep_one_16bit_input_per_projection_group():
+    """kernels/fast_lora.py: LoRA_QKV saves X, LoRA_W its X, LoRA_MLP X, gate and up; no fp32 copy, no rank output."""
+    training = CalcTrainingSpec(per_device_train_batch_size=1, max_seq_length=1024, framework="unsloth")
+    fused = estimate_activations(ARCH, COUNT, training, 0.0).per_token
+    hidden, query = ARCH.hidden_size, ARCH.num_attention_heads * ARCH.head_dim
+    assert fused["lora_inputs"] == 2 * (hidden + query + hidden)  # q/k/v's input, o_proj's input, gate/up's input
+    assert fused["lora_rank"] == 0
+    assert fused["norms"] == 2 * (2 * hidden + 4)  # 16-bit input and a fp32 inverse RMS per token
+    assert fused["lora_inputs"] < estimate_activations(ARCH, COUNT, training.model_copy(update={"framework": "transformers"}),
+                                                       0.0).per_token["lora_inputs"] / 5
 
 
 def test_4bit_adds_one_dequantised_weight_and_16bit_none():
@@ -96,3 +110,17 @@ def test_a_measured_batch_shape_replaces_the_assumption():
     measured = parts(training, BatchShape(rows=4, width=90, loss_tokens=120))
     assert measured["logits"] == 120 * ARCH.vocab_size * 12
     assert measured["activations"] == parts(CalcTrainingSpec(per_device_train_batch_size=4, max_seq_length=90))["activations"]
+
+
+def test_4bit_weights_match_a_published_bitsandbytes_checkpoint():
+    """bench/data/published_memory.json checkpoint_sizes: a bnb 4-bit checkpoint stores what the GPU holds."""
+    import json
+    from pathlib import Path
+
+    data = json.loads((Path(__file__).parents[2] / "bench" / "data" / "published_memory.json").read_text())
+    for case in data["checkpoint_sizes"]:
+        training = CalcTrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=case["bnb_4bit_use_double_quant"],
+                                    framework="unsloth")  # Unsloth keeps the rest 16-bit, as the checkpoint does
+        arch = architecture_of(catalogue_config(case["model"]))
+        weights = {p.key: p.bytes for p in estimate_memory(arch, count_trainable(SPEC, arch), training, 0.0).parts}
+        assert weights["base_weights"] == pytest.approx(case["published_bytes"], rel=0.005)  # "5.70G": 3 digits

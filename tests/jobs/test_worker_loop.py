@@ -147,11 +147,18 @@ def test_a_config_the_worker_cannot_read_fails_its_job_and_the_worker_goes_on(en
 
 
 class ShapeReportingTrainer(ScriptedTrainer):
-    """Reports the run's widest micro-batch at start, as run_training does once it has tokenised the data."""
+    """Reports the run's widest micro-batch (and optionally its device) at start, as run_training does."""
+
+    def __init__(self, *args, device: str | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.device = device
 
     def __call__(self, spec, settings, output_dir: Path, on_metric, should_stop, on_event=None) -> RunResult:
         def with_shape(name, data):
-            on_event(name, {**data, "batch_shape": {"rows": 4, "width": 90, "loss_tokens": 60}} if name == "started" else data)
+            if name == "started":
+                data = {**data, "batch_shape": {"rows": 4, "width": 90, "loss_tokens": 60}} | (
+                    {"device": self.device} if self.device else {})
+            on_event(name, data)
         return super().__call__(spec, settings, output_dir, on_metric, should_stop, with_shape)
 
 
@@ -170,3 +177,22 @@ def test_the_worker_predicts_again_from_the_runs_real_batch(engine, enqueue, sta
     assert job.predicted_memory_bytes == refined["predicted_memory_bytes"] < submitted["predicted_memory_bytes"]
     assert "widest micro-batch" in job.prediction_basis["sequences"]
     assert "max_seq_length" in submitted["prediction_basis"]["sequences"]
+
+
+def test_the_worker_predicts_for_the_precision_the_run_reports(engine, enqueue, start_worker):
+    """A worker training bf16 weights on CPU is predicted as a bf16 CPU run, not the submission's fp32."""
+    from app.calc import load_catalogue
+    from app.jobs.predictions import predict
+    from app.spec import JobSpec
+
+    config = {"lora": {"r": 8}, "training": {"per_device_train_batch_size": 4, "max_seq_length": 256}}
+    spec = JobSpec.model_validate({"model": "smollm2-135m-instruct", "dataset": "lora-qa", **config})
+    job_id = enqueue(model="smollm2-135m-instruct", dataset="lora-qa", config=config, **predict(spec, load_catalogue()))
+    device = "cpu bfloat16 weights, fp32 adapters"
+    start_worker(ShapeReportingTrainer(steps=2, device=device))
+    job = wait_for_status(engine, job_id, {JobStatus.succeeded})
+    shape = {"rows": 4, "width": 90, "loss_tokens": 60}
+    bf16 = predict(spec, load_catalogue(), batch_shape=shape, device=device)
+    fp32 = predict(spec, load_catalogue(), batch_shape=shape)
+    assert job.predicted_memory_bytes == bf16["predicted_memory_bytes"] < fp32["predicted_memory_bytes"]
+    assert job.prediction_basis["base_dtype"] == "bf16" and "resident set" in job.prediction_basis["memory_basis"]
