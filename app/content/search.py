@@ -172,6 +172,7 @@ class SearchIndex:
                 key = name_key(name)
                 if key and number not in self._exact.setdefault(key, []):
                     self._exact[key].append(number)
+        self._name_keys = sorted(self._exact)
         self._add_filler_rows(len(self.pages))
         self._db.commit()
         self._frequency = document_frequency
@@ -256,7 +257,19 @@ class SearchIndex:
         content = [unit for unit in units if unit.quoted or len(unit.alternatives) > 1 or unit.alternatives[0] not in _STOPWORD_UNITS]
         units = (content or units)[:MAX_UNITS]
         exact = self._exact.get(" ".join(sequence), []) if not quoted else []
+        if last_is_prefix and not quoted and len(sequence) >= 2:
+            exact = list(dict.fromkeys([*exact, *self._named_by_prefix(" ".join(sequence))]))
         return units, exact, list(dict.fromkeys(pairs))[: MAX_UNITS * 2]
+
+    def _named_by_prefix(self, typed: str) -> list[int]:
+        """Pages with a name that the typed words begin ("learning ra" -> learning_rate), in name order."""
+        # Two words at least: one typed letter pair ("lo") would promote every lora_* page over what the text says.
+        found: list[int] = []
+        for key in self._name_keys[bisect_left(self._name_keys, typed):]:
+            if not key.startswith(typed):
+                break
+            found.extend(self._exact[key])
+        return found
 
     def _fix(self, atom: str, prefix: bool) -> str:
         """`atom` itself when the index or the synonym table knows it (as a prefix while typing), else its correction."""
@@ -335,7 +348,7 @@ class SearchIndex:
         return {rowid: text for rowid, text in rows if text is not None}
 
     def search(self, query: str, limit: int = 20) -> list[SearchHit]:
-        """Pages the query names exactly; then pages matching (nearly) every unit; then the rest; BM25 within each."""
+        """Pages the query names (exactly, or the start of a name while typing); then pages matching (nearly) every unit; then the rest; BM25 within each."""
         limit = max(1, min(limit, MAX_LIMIT))
         units, exact, pairs = self.parse(query)
         if not units:

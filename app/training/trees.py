@@ -7,6 +7,7 @@ stdout, one request per line) through app.jobs.trees. The tree is what app.calc.
 from __future__ import annotations
 
 import contextlib
+import copy
 import io
 import json
 import logging
@@ -74,7 +75,9 @@ def hf_config(config: dict[str, Any]):
         raise TreeError(("model_config", "model_type"),
                         f"model_type {model_type!r} is not known to transformers {transformers.__version__} "
                         "(models that need trust_remote_code are never built here)", "unsupported_model_type") from None
-    fields = {key: value for key, value in config.items() if key not in CONFIG_ONLY_KEYS}
+    # A deep copy: transformers writes into nested dicts (rope_scaling gains rope_theta), and the
+    # caller's dict may be the catalogue's cached one.
+    fields = copy.deepcopy({key: value for key, value in config.items() if key not in CONFIG_ONLY_KEYS})
     try:
         with _quiet():
             return config_class.from_dict(fields)
