@@ -37,11 +37,14 @@ PAGES = ["/", "/params/r", "/params/lora_alpha", "/calculator?model=llama-3.1-8b
 P99_TARGET_SECONDS = 0.3
 THINK_SECONDS = (1.0, 2.0)  # a reader's pause between pages, uniform
 SUBSCRIBER_PHASE_SECONDS = 10.0
+JOB_STEPS = 100_000  # far more than tiny-llama trains in a run of this script
 
 
 def start_server(port: int, var_dir: str, worker: bool) -> psutil.Popen:
     """`lorapedia serve`; returns once /healthz answers."""
-    env = {**os.environ, "LORAPEDIA_VAR_DIR": var_dir, "LORAPEDIA_LOG_LEVEL": "warning"}
+    # The job must outlast the run: a finished job's subscribers would each replay its whole history again.
+    env = {**os.environ, "LORAPEDIA_VAR_DIR": var_dir, "LORAPEDIA_LOG_LEVEL": "warning", "LORAPEDIA_MAX_STEPS": str(JOB_STEPS),
+           "LORAPEDIA_JOB_TIME_LIMIT_SECONDS": "86400", "LORAPEDIA_MAX_GPU_SECONDS_PER_DAY": "86400"}
     command = [sys.executable, "-m", "app.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
     process = psutil.Popen(command + ([] if worker else ["--no-worker"]), cwd=ROOT, env=env,
                            stdout=open(Path(var_dir) / "server.log", "wb"), stderr=subprocess.STDOUT)
@@ -92,7 +95,10 @@ async def subscriber(client: httpx.AsyncClient, job_id: int, stop: float, events
                     continue
                 async for line in response.aiter_lines():
                     if line.startswith("event:"):
-                        events[line.split(":", 1)[1].strip()] += 1
+                        kind = line.split(":", 1)[1].strip()
+                        events[kind] += 1
+                        if kind == "done":  # a page stops following a job that has ended
+                            return
                     if time.monotonic() >= stop:
                         return
         except httpx.HTTPError as error:
@@ -162,7 +168,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as var_dir:
         server = start_server(port, var_dir, args.worker)
         try:
-            job = {"model": "tiny-llama", "dataset": "addition", "training": {"max_steps": 500}}
+            job = {"model": "tiny-llama", "dataset": "addition", "training": {"max_steps": JOB_STEPS}}
             job_id = httpx.post(f"{base_url}/api/jobs", json=job).raise_for_status().json()["id"]
             result = asyncio.run(run(base_url, job_id, args.readers, args.subscribers, args.seconds, server))
         finally:
