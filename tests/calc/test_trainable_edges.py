@@ -108,3 +108,21 @@ def test_targets_that_match_nothing_name_the_layers_only_when_layers_are_chosen(
     with pytest.raises(FieldError) as error:
         count_trainable(LoraSpec(**lora), architecture_of(TINY))  # tiny-llama has layers 0 and 1
     assert error.value.message == f"target_modules {sorted(lora['target_modules'])!r} match no module of this model{suffix}"
+
+
+def test_a_classifier_keeps_the_users_own_modules_to_save_beside_its_head():
+    config = dict(SMALL, model_type="llama")
+    lora = dict(r=4, target_modules=["q_proj"], task_type="SEQ_CLS", modules_to_save=["embed_tokens"])
+    count = count_trainable(LoraSpec(**lora), architecture_of(config, "seq-cls"))
+    assert (count.trainable, count.total) == peft_counts(config, lora)
+    assert {name.rsplit(".", 1)[-1] for name, _ in count.saved_modules} >= {"embed_tokens", "score"}
+
+
+def test_one_module_left_unmatched_beside_the_excluded_ones_is_peft_mixed_case():
+    # peft: "all excluded" only when nothing is left unmatched; a single unmatched module makes it the mixed case
+    names = list(architecture_of(TINY).by_name)
+    kept = next(name for name in names if not name.endswith("q_proj"))
+    lora = dict(r=4, target_modules=["q_proj"], exclude_modules=[name for name in names if name != kept])
+    with pytest.raises(FieldError) as error:
+        count_trainable(LoraSpec(**lora), architecture_of(TINY))
+    assert error.value.message.startswith("no module is left to adapt"), error.value.message
