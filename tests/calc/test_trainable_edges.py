@@ -23,6 +23,7 @@ def test_exclusion_by_a_full_module_name_matches_peft():
     lora = dict(r=4, target_modules=["q_proj", "v_proj"], exclude_modules=["model.layers.0.self_attn.q_proj"])
     assert_same_as_peft(TINY, lora)
     assert calc_counts(TINY, lora)[0] == 4 * (64 + 64) + 2 * 4 * (64 + 32)  # q (64 to 64) in layer 1, v (64 to 32) in both
+    assert not count_trainable(LoraSpec(**lora), architecture_of(TINY)).excluded_nothing, "the full name did exclude"
 
 
 def test_a_modules_to_save_entry_that_is_also_a_target_is_refused_as_peft_refuses_it():
@@ -126,3 +127,17 @@ def test_one_module_left_unmatched_beside_the_excluded_ones_is_peft_mixed_case()
     with pytest.raises(FieldError) as error:
         count_trainable(LoraSpec(**lora), architecture_of(TINY))
     assert error.value.message.startswith("no module is left to adapt"), error.value.message
+
+
+def test_lora_only_bias_of_a_module_adapted_through_its_parameter_matches_peft():
+    config = dict(SMALL, model_type="qwen2")  # q_proj has a bias
+    lora = dict(r=4, target_modules=[], target_parameters=["self_attn.q_proj.weight"], bias="lora_only")
+    count = count_trainable(LoraSpec(**lora), architecture_of(config))
+    assert (count.trainable, count.total) == peft_counts(config, lora)
+
+
+def test_mica_trains_only_a_as_peft_does():
+    lora = dict(r=4, target_modules=["q_proj"], init_lora_weights="mica")
+    count = count_trainable(LoraSpec(**lora), architecture_of(TINY))
+    # MiCA's SVD needs real weights: peft is run on the CPU, not the meta device
+    assert (count.trainable, count.total) == peft_counts(TINY, lora, meta=False)
