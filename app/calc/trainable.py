@@ -77,13 +77,12 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
     adapted: list[Adapted] = []
     adapted_modules: set[str] = set()
     excluded = _excluded_modules(spec, arch, exclude_set, exclude_regex, shields)
-    matched = _matched_modules(spec, arch, targets) - excluded.keys()
+    matched = _matched_modules(spec, arch, targets) - excluded
     for name in matched:
         reason = arch.refused_targets.get(name.rpartition(".")[2])
         if reason:
             raise FieldError(("lora", "target_modules"), f"peft refuses {name} on {arch.model_type}: {reason}", "unsupported_target")
     excluded_any = bool(excluded)
-    exclusion_used = any(by_exclude for by_exclude in excluded.values())
     unmatched_any = len(arch.modules) - len(excluded) - len(matched) > 0
     position = arch.position
     by_name = arch.by_name
@@ -125,7 +124,8 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
         unmatched_targets=_unmatched_entries(spec, arch),
         unused_rank_patterns=[key for key in spec.rank_pattern if key not in used_rank],
         unused_alpha_patterns=[key for key in spec.alpha_pattern if key not in used_alpha],
-        excluded_nothing=bool(exclude) and not exclusion_used,
+        # peft counts a module shielded by modules_to_save as excluded too, and warns only when nothing was
+        excluded_nothing=bool(exclude) and not excluded_any,
     )
 
 
@@ -143,21 +143,20 @@ def _excluded_modules(
     exclude_set: frozenset[str] | None,
     exclude_regex: FieldPattern | None,
     shields: list[SegmentShield],
-) -> dict[str, bool]:
-    """Modules peft skips: name -> True when exclude_modules (not modules_to_save) is the reason."""
-    excluded: dict[str, bool] = {}
+) -> set[str]:
+    """Modules peft skips (and lists as excluded): matched by exclude_modules, or shielded by modules_to_save."""
+    excluded: set[str] = set()
     if exclude_set:
         for name in exclude_set:
             if name in arch.by_name:
-                excluded[name] = True
-            for hit in arch.suffix_index.get(name, ()):
-                excluded[hit] = True
+                excluded.add(name)
+            excluded.update(arch.suffix_index.get(name, ()))
     elif exclude_regex is not None:
-        excluded.update((module.name, True) for module in arch.modules if exclude_regex.fullmatch(module.name))
+        excluded.update(module.name for module in arch.modules if exclude_regex.fullmatch(module.name))
     if shields:
         for module in arch.modules:
             if module.name not in excluded and any(entry.covers(module.name) for entry in shields):
-                excluded[module.name] = False
+                excluded.add(module.name)
     return excluded
 
 

@@ -92,14 +92,17 @@ def test_a_module_peft_cannot_adapt_is_refused_with_target_parameters_offered_on
     assert "name its Linear children" in block.value.message and "target_parameters" not in block.value.message
 
 
-@pytest.mark.parametrize("exclude", [None, ["k_proj"], ["not_a_module"]])
-def test_excluded_nothing_is_said_exactly_when_peft_warns_it(exclude):
-    lora = dict(r=4, target_modules=["q_proj", "v_proj"], exclude_modules=exclude)
+@pytest.mark.parametrize(("exclude", "saved"), [(None, None), (["k_proj"], None), (["not_a_module"], None),
+                                                # peft lists a module modules_to_save shields as excluded: no warning
+                                                (["not_a_module"], ["lm_head"])])
+def test_excluded_nothing_is_said_exactly_when_peft_warns_it(exclude, saved):
+    lora = dict(r=4, target_modules=["q_proj", "v_proj"], exclude_modules=exclude, modules_to_save=saved)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         get_peft_model(meta_model(TINY), LoraConfig(**lora))
     peft_warned = any("exclude" in str(warning.message) for warning in caught)
-    assert peft_warned == (exclude == ["not_a_module"])  # the oracle itself: k_proj exists and is excluded
+    # the oracle itself: k_proj exists and is excluded; lm_head is shielded
+    assert peft_warned == (exclude == ["not_a_module"] and saved is None)
     assert count_trainable(LoraSpec(**lora), architecture_of(TINY)).excluded_nothing == peft_warned
 
 
