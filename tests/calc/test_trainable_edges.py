@@ -42,6 +42,7 @@ def test_a_modules_to_save_entry_that_is_also_a_target_is_refused_as_peft_refuse
          "target_modules ['no_such_module', 'nor_this'] match no module of this model"),
         (dict(r=4, target_modules=r".*\.nothing_here"), "target_modules", r"target_modules '.*\\.nothing_here' match no module"),
         (dict(r=4, target_modules=["q_proj"], exclude_modules=["q_proj"]), "target_modules", "no module is left to adapt"),
+        (dict(r=4, target_modules=["q_proj"], exclude_modules=".*"), "exclude_modules", "every targeted module is excluded"),
     ],
 )
 def test_a_configuration_that_adapts_nothing_says_why(lora, loc, message):
