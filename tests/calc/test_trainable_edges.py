@@ -115,10 +115,11 @@ def test_targets_that_match_nothing_name_the_layers_only_when_layers_are_chosen(
     assert error.value.message == f"target_modules {sorted(lora['target_modules'])!r} match no module of this model{suffix}"
 
 
-def test_a_classifier_keeps_the_users_own_modules_to_save_beside_its_head():
+@pytest.mark.parametrize(("task_type", "task"), [("SEQ_CLS", "seq-cls"), ("TOKEN_CLS", "token-cls")])
+def test_a_classifier_keeps_the_users_own_modules_to_save_beside_its_head(task_type, task):
     config = dict(SMALL, model_type="llama")
-    lora = dict(r=4, target_modules=["q_proj"], task_type="SEQ_CLS", modules_to_save=["embed_tokens"])
-    count = count_trainable(LoraSpec(**lora), architecture_of(config, "seq-cls"))
+    lora = dict(r=4, target_modules=["q_proj"], task_type=task_type, modules_to_save=["embed_tokens"])
+    count = count_trainable(LoraSpec(**lora), architecture_of(config, task))
     assert (count.trainable, count.total) == peft_counts(config, lora)
     assert {name.rsplit(".", 1)[-1] for name, _ in count.saved_modules} >= {"embed_tokens", "score"}
 
