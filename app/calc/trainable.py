@@ -124,7 +124,7 @@ def count_trainable(spec: LoraSpec, arch: Architecture) -> ParamCount:
         unmatched_targets=_unmatched_entries(spec, arch),
         unused_rank_patterns=[key for key in spec.rank_pattern if key not in used_rank],
         unused_alpha_patterns=[key for key in spec.alpha_pattern if key not in used_alpha],
-        # peft counts a module shielded by modules_to_save as excluded too, and warns only when nothing was
+        # peft lists a module shielded by modules_to_save as excluded too, and warns only when nothing was excluded
         excluded_nothing=bool(exclude) and not excluded_any,
     )
 
@@ -154,9 +154,7 @@ def _excluded_modules(
     elif exclude_regex is not None:
         excluded.update(module.name for module in arch.modules if exclude_regex.fullmatch(module.name))
     if shields:
-        for module in arch.modules:
-            if module.name not in excluded and any(entry.covers(module.name) for entry in shields):
-                excluded.add(module.name)
+        excluded.update(module.name for module in arch.modules if any(entry.covers(module.name) for entry in shields))
     return excluded
 
 

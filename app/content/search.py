@@ -257,13 +257,13 @@ class SearchIndex:
         content = [unit for unit in units if unit.quoted or len(unit.alternatives) > 1 or unit.alternatives[0] not in _STOPWORD_UNITS]
         units = (content or units)[:MAX_UNITS]
         exact = self._exact.get(" ".join(sequence), []) if not quoted else []
+        # Two words at least: one typed word ("lo") would put every lora_* page above what the text says.
         if last_is_prefix and not quoted and len(sequence) >= 2:
             exact = list(dict.fromkeys([*exact, *self._named_by_prefix(" ".join(sequence))]))
         return units, exact, list(dict.fromkeys(pairs))[: MAX_UNITS * 2]
 
     def _named_by_prefix(self, typed: str) -> list[int]:
         """Pages with a name that the typed words begin ("learning ra" -> learning_rate), in name order."""
-        # Two words at least: one typed letter pair ("lo") would promote every lora_* page over what the text says.
         found: list[int] = []
         for key in self._name_keys[bisect_left(self._name_keys, typed):]:
             if not key.startswith(typed):
@@ -348,7 +348,7 @@ class SearchIndex:
         return {rowid: text for rowid, text in rows if text is not None}
 
     def search(self, query: str, limit: int = 20) -> list[SearchHit]:
-        """Pages the query names (exactly, or the start of a name while typing); then pages matching (nearly) every unit; then the rest; BM25 within each."""
+        """Pages the query names (or begins to, while typing); then pages matching (nearly) every unit; then the rest; BM25 within each."""
         limit = max(1, min(limit, MAX_LIMIT))
         units, exact, pairs = self.parse(query)
         if not units:
