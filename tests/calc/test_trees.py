@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -9,7 +10,7 @@ import pytest
 from app.calc.catalogue import DEFAULT_DIR, load_catalogue
 from app.calc.tree import architecture_from_tree, normalised_config, tree_key
 from app.spec.errors import FieldError
-from app.training.trees import answer, catalogue_tree, dump_tree
+from app.training.trees import answer, catalogue_tree, dump_tree, hf_config
 from tests.calc.peft_oracle import architecture_of
 
 SMALL = dict(vocab_size=128, hidden_size=32, intermediate_size=48, num_hidden_layers=2, num_attention_heads=4)
@@ -71,3 +72,11 @@ def test_protocol_answers_errors_as_data():
     assert reply["id"] == 7
     assert reply["error"]["loc"] == ["model_config", "model_type"]
     assert "AutoModelForSeq2SeqLM" in reply["error"]["message"]
+
+
+def test_reading_a_config_leaves_the_callers_dict_as_it_was():
+    # transformers writes rope_theta into a nested rope_scaling; the dict may be the catalogue's cached one
+    config = load_catalogue().get("gpt-oss-20b").config
+    before = copy.deepcopy(config)
+    hf_config(config)
+    assert config == before
