@@ -146,3 +146,22 @@ def test_mica_trains_only_a_as_peft_does():
     count = count_trainable(LoraSpec(**lora), architecture_of(TINY))
     # MiCA's SVD needs real weights: peft is run on the CPU, not the meta device
     assert (count.trainable, count.total) == peft_counts(TINY, lora, meta=False)
+
+
+@pytest.mark.parametrize(
+    ("config", "lora"),
+    [
+        (TINY, dict(r=4, target_modules=["q_proj", "v_proj", "down_proj"])),  # repeated layers: one row renamed per layer
+        (TINY_MIXTRAL, dict(r=4, target_modules=["q_proj"], target_parameters=["experts.gate_up_proj", "experts.down_proj"])),
+    ],
+    ids=["dense", "experts"],
+)
+def test_each_rows_rank_times_experts_is_the_height_of_peft_lora_a(config, lora):
+    """The adapter file and the memory model read `r * experts`: it must be lora_A's rows in peft, module by module."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = get_peft_model(meta_model(config), LoraConfig(**lora))
+    # peft nests the wrappers of one module's parameters (experts.base_layer...), so compare the multisets of shapes
+    shapes = sorted(tuple(param.shape) for name, param in model.named_parameters() if name.endswith(".lora_A.default.weight"))
+    count = count_trainable(LoraSpec(**lora), architecture_of(config))
+    assert sorted((item.r * item.experts, item.in_features) for item in count.adapted) == shapes
