@@ -8,7 +8,8 @@ TORCH_SPEC ?= torch==2.13.0
 VENV := .venv
 BIN := $(VENV)/bin
 STAMPS := $(VENV)/.stamps
-MODEL_READY := var/models/.smollm2-135m-instruct.ready
+# the fp32 SmolLM2 cache and the copy in the dtype the worker trains in (prepare-model writes both)
+MODEL_READY := var/models/.smollm2-135m-instruct.worker-dtype.ready
 CHROMIUM := /usr/bin/chromium
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 

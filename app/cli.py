@@ -238,9 +238,9 @@ def main(argv: list[str] | None = None) -> None:
         run_worker(settings, _load_run_training, parent_pid=args.parent_pid)
     elif args.command == "prepare-model":
         settings.apply_worker_environment()
-        from app.training.loading import prepare_smollm2
+        from app.training.loading import pick_precision, prepare_smollm2_in
 
-        prepare_smollm2(settings)
+        prepare_smollm2_in(settings, pick_precision(settings)[1])  # the fp32 cache, and the worker's dtype beside it
     elif args.command == "record":
         settings.apply_worker_environment()
         from app.training.record import record

