@@ -27,6 +27,10 @@ def install(app: FastAPI, max_body_bytes: int) -> None:
             for path, operations in document.get("paths", {}).items():
                 for method, operation in operations.items():
                     responses = operation.setdefault("responses", {})
+                    for answer in responses.values():
+                        for content in answer.get("content", {}).values():
+                            if "itemSchema" in content:  # an event stream is described event by event, not as one string
+                                content.pop("schema", None)
                     if "{" in path:
                         _add(responses, "404", "Nothing has this id.")
                     if method in ("post", "put", "patch", "delete"):

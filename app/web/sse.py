@@ -4,7 +4,9 @@ The database is the only channel between web and worker processes. Every subscri
 one poll of it (a JobFeed): 200 open pages of a running job cost one query every poll interval, not 200.
 On PostgreSQL a notice (app.jobs.notify) makes the feed poll at once; the interval is then only the fallback.
 Metric events carry `id: <step>`, so a reconnecting EventSource sends Last-Event-ID and resumes with the
-next step: no gap, no duplicate. On shutdown every stream ends at once (`close_streams`), so the server
+next step: no gap, no duplicate. Each event is encoded once per feed, not once per subscriber, and a subscriber
+gets everything new since its last wake-up in one write (100 streams of a job cost 4.2 ms of CPU per subscriber-second
+when each built and sent its own events one by one). On shutdown every stream ends at once (`close_streams`), so the server
 does not wait for running jobs to finish before it exits.
 """
 
@@ -12,15 +14,17 @@ from __future__ import annotations
 
 import asyncio
 import bisect
+import json
 import logging
 import weakref
 from collections.abc import AsyncIterator, Callable, Sequence
 
 from fastapi import FastAPI
-from fastapi.sse import ServerSentEvent
+from fastapi.sse import format_sse_event
 from sqlalchemy.engine import Engine
 from sqlmodel import Session
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import StreamingResponse
 
 from app.jobs import notify, service
 from app.jobs.tables import FINISHED_STATUSES, JobPublic, MetricPublic
@@ -29,6 +33,8 @@ logger = logging.getLogger(__name__)
 
 METRIC_BATCH = 500
 RETRY_MILLISECONDS = 1000
+KEEPALIVE_SECONDS = 15.0  # a comment line this often keeps proxies from closing an idle stream
+KEEPALIVE = format_sse_event(comment="ping")
 
 # Page streams add HTML fragments for htmx to swap: event name -> HTML, from the job, its last metric and every
 # metric row up to it (the curve flags read the whole curve).
@@ -81,6 +87,9 @@ class JobFeed:
         self.job: JobPublic | None = None
         self.metrics: list[MetricPublic] = []
         self.steps: list[int] = []
+        self.encoded: list[bytes] = []  # each row's `metric` event, as every subscriber sends it
+        self._status: tuple[int, bytes] = (-1, b"")  # (version, the `status` event of that version's job)
+        self._fragments: tuple[tuple, bytes] = ((), b"")  # ((version, step), the live blocks everyone may see)
         self._curve = Curve([])
         self.finished = False
         self.error: BaseException | None = None
@@ -108,14 +117,32 @@ class JobFeed:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    async def wait_beyond(self, version: int) -> None:
-        """Return once the feed has moved past `version`, has ended, or the hub is closing."""
-        while self.version <= version and not self.hub.closed:
-            await self._changed.wait()
+    async def wait_beyond(self, version: int, timeout: float | None = None) -> bool:
+        """True once the feed has moved past `version`, has ended, or the hub is closing; False after `timeout` seconds."""
+        try:
+            async with asyncio.timeout(timeout):
+                while self.version <= version and not self.hub.closed:
+                    await self._changed.wait()
+        except TimeoutError:
+            return False
+        return True
 
-    def metrics_after(self, step: int) -> list[MetricPublic]:
-        """The rows read so far with a step above `step`."""
-        return self.metrics[bisect.bisect_right(self.steps, step):]
+    def index_after(self, step: int) -> int:
+        """Where the rows with a step above `step` start in `metrics` and `encoded`."""
+        return bisect.bisect_right(self.steps, step)
+
+    def status_event(self) -> bytes:
+        """The `status` event of the job as last read, encoded once per version."""
+        if self._status[0] != self.version:
+            self._status = (self.version, format_sse_event(event="status", data_str=json.dumps(_status_payload(self.job))))
+        return self._status[1]
+
+    def shared_fragments(self, step: int, render: Callable[[], dict[str, str]]) -> bytes:
+        """The live blocks at `step` for pages without controls (the same HTML for all of them), rendered once."""
+        key = (self.version, step)
+        if self._fragments[0] != key:
+            self._fragments = (key, b"".join(format_sse_event(event=name, data_str=html) for name, html in render().items()))
+        return self._fragments[1]
 
     def metrics_through(self, step: int) -> Curve:
         """The rows read so far with a step up to `step`: one Curve for every subscriber that asks for the same rows."""
@@ -135,6 +162,7 @@ class JobFeed:
                 self.job = job
                 self.metrics.extend(rows)
                 self.steps.extend(row.step for row in rows)
+                self.encoded.extend(format_sse_event(event="metric", id=str(row.step), data_str=row.model_dump_json()) for row in rows)
                 caught_up = len(rows) < METRIC_BATCH
                 self.finished = job.status in FINISHED_STATUSES and caught_up
                 if rows or self.finished or seen != (job.status, job.total_steps, job.device, job.cancel_requested):
@@ -229,11 +257,33 @@ def close_streams(app: FastAPI) -> None:
         listener.stop()
 
 
+# OpenAPI 3.2's description of one event of a text/event-stream, for the routes' `responses`
+EVENT_STREAM_RESPONSES = {200: {"content": {"text/event-stream": {"itemSchema": {
+    "type": "object",
+    "properties": {"event": {"type": "string"}, "data": {"type": "string"}, "id": {"type": "string"},
+                   "retry": {"type": "integer", "minimum": 0}},
+}}}}}
+
+
+class EventStream(StreamingResponse):
+    """A text/event-stream of events encoded here (not by FastAPI's per-event SSE path), which proxies pass on at once."""
+
+    media_type = "text/event-stream"
+
+    def __init__(self, events: AsyncIterator[bytes], status_code: int = 200):  # FastAPI's schema reads the default status
+        super().__init__(events, status_code, headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
 async def job_event_stream(
-    engine: Engine, job_id: int, after: int, poll_seconds: float, fragments: FragmentRenderer | None = None
-) -> AsyncIterator[ServerSentEvent]:
-    """Metric events after step `after`, then status and fragment events as they change, until the job ends."""
-    yield ServerSentEvent(retry=RETRY_MILLISECONDS, comment="job stream")
+    engine: Engine, job_id: int, after: int, poll_seconds: float, fragments: FragmentRenderer | None = None,
+    shared_fragments: bool = False,
+) -> AsyncIterator[bytes]:
+    """Metric events after step `after`, then status and fragment events as they change, until the job ends.
+
+    Each yield is everything new at one wake-up, encoded. `shared_fragments`: the fragments do not depend on who
+    is watching, so one rendering serves every such subscriber of the job at that step.
+    """
+    yield format_sse_event(comment="job stream", retry=RETRY_MILLISECONDS)
     hub = hub_for(engine)
     if hub.closed:
         return
@@ -244,27 +294,34 @@ async def job_event_stream(
         last_seen: tuple | None = None
         version = 0
         while True:
-            await feed.wait_beyond(version)
+            if not await feed.wait_beyond(version, KEEPALIVE_SECONDS):
+                yield KEEPALIVE
+                continue
             if hub.closed:
                 return
             if feed.error is not None:
                 raise RuntimeError(f"job {job_id}: the event poll failed") from feed.error
-            # one consistent snapshot: the feed keeps polling while the events below are sent, so "finished" must
-            # be the one that goes with these rows, or rows read after it would never be sent
+            # one consistent snapshot: the feed keeps polling while this chunk is sent, so "finished" must be the
+            # one that goes with these rows, or rows read after it would never be sent
             version, job, finished = feed.version, feed.job, feed.finished
-            metrics = feed.metrics_after(after)
-            for metric in metrics:
-                yield ServerSentEvent(event="metric", id=str(metric.step), data=metric)
-            if metrics:
-                after, last_metric = metrics[-1].step, metrics[-1]
+            start, end = feed.index_after(after), len(feed.metrics)
+            chunk = feed.encoded[start:end]
+            if end > start:
+                after, last_metric = feed.steps[end - 1], feed.metrics[end - 1]
             seen = (job.status, job.total_steps, job.device, job.cancel_requested, after)
             if seen != last_seen:
                 last_seen = seen
-                yield ServerSentEvent(event="status", data=_status_payload(job))
-                for name, html in (fragments(job, last_metric, feed.metrics_through(after)) if fragments else {}).items():
-                    yield ServerSentEvent(event=name, raw_data=html)
+                chunk.append(feed.status_event())
+                if fragments and shared_fragments:
+                    step, metric = after, last_metric
+                    chunk.append(feed.shared_fragments(after, lambda: fragments(job, metric, feed.metrics_through(step))))
+                elif fragments:
+                    blocks = fragments(job, last_metric, feed.metrics_through(after))
+                    chunk.extend(format_sse_event(event=name, data_str=html) for name, html in blocks.items())
             if finished:
-                yield ServerSentEvent(event="done", data=_status_payload(job))
+                chunk.append(format_sse_event(event="done", data_str=json.dumps(_status_payload(job))))
+            yield b"".join(chunk)
+            if finished:
                 return
     finally:
         hub.unsubscribe(feed)

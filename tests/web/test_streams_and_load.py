@@ -35,9 +35,8 @@ def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
 
     async def subscriber(received: list[int]) -> None:
-        async for item in job_event_stream(engine, job_id, 0, settings.poll_seconds):
-            if item.event == "metric":
-                received.append(int(item.id))
+        async for chunk in job_event_stream(engine, job_id, 0, settings.poll_seconds):
+            received.extend(int(item.id) for item in parse_events(chunk.decode().splitlines()) if item.event == "metric")
             if len(received) == 5:
                 return
 

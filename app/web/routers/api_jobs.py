@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from dataclasses import asdict
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Header, HTTPException, Query, Response, status
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 from pydantic import BaseModel, Field
 from sqlmodel import Session
 
@@ -18,7 +16,7 @@ from app.spec import FieldError, JobCreate
 from app.web.auth import JobCreator, ViewerDep
 from app.web.openapi import ERROR_BODY, RETRY_AFTER
 from app.web.deps import CatalogueDep, EngineDep, SessionDep, SettingsDep
-from app.web.sse import job_event_stream, parse_resume_step
+from app.web.sse import EVENT_STREAM_RESPONSES, EventStream, job_event_stream, parse_resume_step
 
 router = APIRouter(prefix="/api", tags=["jobs"])
 PREVIEW_ROWS = 3
@@ -125,7 +123,7 @@ def read_metrics(job: JobDep, session: SessionDep, after: Annotated[int, Query(g
     return service.metrics_after(session, job.id, after)
 
 
-@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse,
+@router.get("/jobs/{job_id}/events", response_class=EventStream, responses=EVENT_STREAM_RESPONSES,
             summary="Server-Sent Events: `metric` (id = step), `status`, and `done` when the job has ended")
 async def job_events(
     job_id: Annotated[int, Depends(existing_job_id)],
@@ -133,9 +131,8 @@ async def job_events(
     settings: SettingsDep,
     after: Annotated[int | None, Query(ge=0, le=service.MAX_ID, description="Resume after this step (Last-Event-ID wins).")] = None,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> AsyncIterator[ServerSentEvent]:
-    async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds):
-        yield event
+) -> EventStream:
+    return EventStream(job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds))
 
 
 @router.post("/jobs/{job_id}/cancel", status_code=status.HTTP_202_ACCEPTED,

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from functools import partial
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Header, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
-from fastapi.sse import EventSourceResponse, ServerSentEvent
 
 from app.calc.curves import Flag, flags
 from app.content import datasets
@@ -22,7 +21,7 @@ from app.web import forms
 from app.web.deps import CatalogueDep, EngineDep, LibraryDep, SessionDep, SettingsDep
 from app.web.auth import JobCreator, ViewerDep
 from app.web.routers.api_jobs import ControlledJobDep, JobDep, existing_job_id, job_controls
-from app.web.sse import Curve, job_event_stream, parse_resume_step
+from app.web.sse import Curve, EventStream, job_event_stream, parse_resume_step
 from app.web.guard import off_loop
 from app.web.templating import is_htmx, render, templates
 
@@ -152,7 +151,7 @@ def cancel_job(request: Request, job: ControlledJobDep, session: SessionDep):
     return RedirectResponse(f"/jobs/{job.id}", status_code=303)
 
 
-@router.get("/jobs/{job_id}/events", response_class=EventSourceResponse)
+@router.get("/jobs/{job_id}/events", response_class=EventStream)
 async def job_page_events(
     request: Request,
     job_id: Annotated[int, Depends(existing_job_id)],
@@ -161,12 +160,13 @@ async def job_page_events(
     controls: Annotated[bool, Depends(job_controls)],
     after: Annotated[int | None, Query(ge=0, le=service.MAX_ID)] = None,
     last_event_id: Annotated[str | None, Header()] = None,
-) -> AsyncIterator[ServerSentEvent]:
+) -> EventStream:
     """The API's event stream plus the page's progress and results blocks as HTML for htmx to swap."""
-    # the request renders the blocks' forms with this browser's CSRF token (a live block's retry form posts without htmx)
+    # with controls the blocks hold this browser's CSRF token (a live block's retry form posts without htmx), so they
+    # are rendered for this stream; without, every such page of the job shares one rendering per step
     fragments = partial(render_live_blocks, can_control=controls, request=request)
-    async for event in job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds, fragments):
-        yield event
+    return EventStream(job_event_stream(engine, job_id, parse_resume_step(last_event_id, after), settings.poll_seconds,
+                                         fragments, shared_fragments=not controls))
 
 
 def detail_context(job: JobPublic, last_metric: MetricPublic | None, can_control: bool = True,
