@@ -52,7 +52,8 @@ class EmbeddedWorker:
             if self.stopping.is_set():
                 return False
             # --parent-pid: should this process die without stopping it (SIGKILL, OOM), the worker exits by itself
-            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--parent-pid", str(os.getpid())])
+            self.process = subprocess.Popen([sys.executable, "-m", "app.cli", "worker", "--parent-pid", str(os.getpid()),
+                                             "--nice", str(self.settings.embedded_worker_nice)])
             logger.info("started embedded worker, pid %d", self.process.pid)
             return True
 
@@ -211,6 +212,8 @@ def main(argv: list[str] | None = None) -> None:
     serve_parser.add_argument("--no-worker", action="store_true", help="do not start the embedded worker")
     worker_parser = commands.add_parser("worker", help="run a training worker that claims jobs from the database")
     worker_parser.add_argument("--parent-pid", type=int, help="stop when this process is no longer the parent (set by serve)")
+    worker_parser.add_argument("--nice", type=int, default=0, choices=range(20), metavar="0-19",
+                               help="lower this worker's CPU priority by this much (serve passes LORAPEDIA_EMBEDDED_WORKER_NICE)")
     commands.add_parser("prepare-model", help="convert the offline SmolLM2-135M-Instruct weights into the cache")
     commands.add_parser("init-db", help="create the database or upgrade it to the newest schema (Alembic migrations)")
     user_parser = commands.add_parser("user", help="manage accounts").add_subparsers(dest="user_command", required=True)
@@ -232,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.command == "serve":
         serve(args.host, args.port, with_worker=settings.embedded_worker and not args.no_worker)
     elif args.command == "worker":
+        os.nice(args.nice)  # before torch starts its threads, which inherit it
         settings.apply_worker_environment()  # before app.training.run imports torch
         from app.jobs.worker import run_worker
 

@@ -43,6 +43,11 @@ class Settings(BaseSettings):
     )
     db_max_overflow: int = Field(60, ge=0, le=1000, description="Connections opened beyond db_pool_size under bursts, closed after.")
     embedded_worker: bool = Field(True, description="`lorapedia serve` starts one worker process beside the web server.")
+    embedded_worker_nice: int = Field(
+        10, ge=0, le=19,
+        description="Niceness of the embedded worker (0 to 19): on a host it shares with the web server, training on the CPU "
+        "yields to page requests instead of taking turns with them. A worker started on its own (`lorapedia worker`) keeps 0.",
+    )
     allowed_models: list[str] = Field(
         default_factory=list,
         description="Extra Hugging Face ids or local paths that jobs may load (JSON list). trust_remote_code is never enabled.",

@@ -181,8 +181,12 @@ def assert_exit_within(pids: set[int], seconds: float) -> None:
 
 
 def test_serve_restarts_its_embedded_worker_when_it_dies_and_stops_it_on_sigterm(server_factory):
-    server = server_factory(worker=True, env=FAST_ENV)
+    import psutil
+
+    server = server_factory(worker=True, env={**FAST_ENV, "LORAPEDIA_EMBEDDED_WORKER_NICE": "7"})
     first = wait_for_embedded_workers(server)
+    # training yields the CPU to the web process beside it; the web process itself keeps its priority
+    assert [psutil.Process(pid).nice() for pid in first] == [psutil.Process(server.process.pid).nice() + 7]
     os.kill(next(iter(first)), signal.SIGKILL)
     restarted = wait_for_embedded_workers(server, other_than=first)
     assert "exited unexpectedly" in server.log()
