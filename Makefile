@@ -74,8 +74,12 @@ $(STAMPS)/mutation-deps: $(STAMPS)/test-deps
 	$(BIN)/pip install --quiet -e '.[test,mutation]'
 	touch $@
 
-bench: setup model
+bench: $(STAMPS)/bench-deps model
 	for script in bench/bench_*.py; do echo "== $$script"; $(BIN)/python $$script || exit 1; done
+
+$(STAMPS)/bench-deps: $(STAMPS)/app
+	$(BIN)/pip install --quiet -e '.[bench]'
+	touch $@
 
 clean:
 	rm -rf $(VENV) var test-artifacts .pytest_cache

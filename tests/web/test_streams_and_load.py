@@ -61,6 +61,41 @@ def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
     assert not hub_for(engine).feeds  # the feed stopped with its last subscriber
 
 
+def test_pages_without_controls_share_one_rendering_of_the_live_blocks_per_step(app, client, settings):
+    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    engine = app.state.engine
+    queue.claim_next_job(engine, "w", 60)
+    queue.record_start(engine, job_id, "w", {"total_steps": 50})
+    renderings: list[int | None] = []
+
+    def render(job, last_metric, metrics) -> dict[str, str]:
+        renderings.append(last_metric.step if last_metric else None)
+        return {"progress": f"<p>step {last_metric.step if last_metric else 0} of {len(metrics)} rows</p>"}
+
+    async def subscriber(received: list) -> None:
+        async for chunk in job_event_stream(engine, job_id, 0, settings.poll_seconds, render, shared_fragments=True):
+            received.extend((item.event, item.data) for item in parse_events(chunk.decode().splitlines()) if item.event != "status")
+            if ("progress", "<p>step 3 of 3 rows</p>") in received:
+                return
+
+    async def run() -> list[list]:
+        received: list[list] = [[] for _ in range(SUBSCRIBERS)]
+        tasks = [asyncio.create_task(subscriber(events)) for events in received]
+        await asyncio.sleep(0.5)
+        for step in range(1, 4):
+            await asyncio.to_thread(queue.append_metric, engine, job_id, {"step": step, "train_loss": 1.0})
+            await asyncio.sleep(0.3)  # each step read by its own poll
+        await asyncio.wait_for(asyncio.gather(*tasks), 10)
+        return received
+
+    received = in_own_loop(run())
+    assert all(events == received[0] for events in received), "every page got the same events"
+    assert [data for event, data in received[0] if event == "progress"][-1] == "<p>step 3 of 3 rows</p>"
+    assert [event for event, _ in received[0]].count("metric") == 3
+    # one rendering per step the feed moved to (and one before any metric), not one per page
+    assert sorted(renderings, key=str) == sorted(set(renderings), key=str) and len(renderings) <= 4, renderings
+
+
 def test_sigterm_ends_open_event_streams_at_once(server_factory):
     server = server_factory()  # no worker: the job stays queued and its stream would stay open for good
     job_id = httpx.post(f"{server.url}/api/jobs", json=SMALL_JOB).json()["id"]
