@@ -43,6 +43,8 @@ def test_a_modules_to_save_entry_that_is_also_a_target_is_refused_as_peft_refuse
         (dict(r=4, target_modules=r".*\.nothing_here"), "target_modules", r"target_modules '.*\\.nothing_here' match no module"),
         (dict(r=4, target_modules=["q_proj"], exclude_modules=["q_proj"]), "target_modules", "no module is left to adapt"),
         (dict(r=4, target_modules=["q_proj"], exclude_modules=".*"), "exclude_modules", "every targeted module is excluded"),
+        (dict(r=4, target_modules=[], target_parameters=["no_such.weight"]), "target_modules",
+         "no target_modules and no target_parameters reach this model"),
     ],
 )
 def test_a_configuration_that_adapts_nothing_says_why(lora, loc, message):
@@ -69,6 +71,7 @@ def test_convolutions_with_a_kernel_wider_than_one_match_peft(model_type, lora):
     expected = peft_counts(config, lora)
     count = count_trainable(LoraSpec(**lora), architecture_of(config))
     assert (count.trainable, count.total) == expected
+    assert all(type(item.lora_params) is int for item in count.adapted), "a parameter count is a whole number, not a float"
 
 
 @pytest.mark.parametrize("use_rslora", [False, True])
@@ -165,3 +168,21 @@ def test_each_rows_rank_times_experts_is_the_height_of_peft_lora_a(config, lora)
     shapes = sorted(tuple(param.shape) for name, param in model.named_parameters() if name.endswith(".lora_A.default.weight"))
     count = count_trainable(LoraSpec(**lora), architecture_of(config))
     assert sorted((item.r * item.experts, item.in_features) for item in count.adapted) == shapes
+
+
+def test_a_target_peft_refuses_on_this_model_type_is_refused_as_peft_refuses_it():
+    config = dict(SMALL, model_type="mamba")  # peft refuses out_proj and conv1d on Mamba-based model types
+    lora = dict(r=4, target_modules=["out_proj"])
+    assert isinstance(assert_same_as_peft(config, lora), ValueError), "peft accepted it: the refusal is no longer needed"
+    with pytest.raises(FieldError) as error:
+        count_trainable(LoraSpec(**lora), architecture_of(config))
+    assert error.value.loc == ("lora", "target_modules") and error.value.kind == "unsupported_target"
+    assert "out_proj" in error.value.message
+
+
+def test_modules_to_save_matching_a_module_and_one_inside_it_is_refused():
+    lora = dict(r=4, target_modules=["q_proj"], modules_to_save=["mlp", "mlp.down_proj"])
+    with pytest.raises(FieldError) as error:
+        count_trainable(LoraSpec(**lora), architecture_of(TINY))
+    assert error.value.loc == ("lora", "modules_to_save") and error.value.kind == "conflict"
+    assert "model.layers.0.mlp" in error.value.message and "model.layers.0.mlp.down_proj inside it" in error.value.message
