@@ -17,6 +17,7 @@ from app.jobs.trees import TreeService
 from app.settings import PROJECT_ROOT, Settings, get_settings
 from app.web import auth, errors, guard, openapi, security
 from app.web.concurrency import RequestSlots
+from app.web.page_cache import PageCache
 from app.web.sse import close_streams, open_streams
 from app.web.routers import (account, api_calc, api_jobs, api_params, calculator, experiments, explain, job_ownership, jobs, pages,
                              params, search)
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.engine = engine
     app.state.login_throttle = LoginThrottle(settings.login_failures, settings.login_window_seconds)
     app.state.trees = TreeService(engine)  # its helper process starts on the first pasted config
+    app.state.page_cache = PageCache()  # content is loaded once above, so a page of it is rendered once per URL
     app.mount("/static", StaticFiles(directory=PROJECT_ROOT / "static"), name="static")
     errors.install(app, settings)
     # Middleware added last runs first: request slots (a waiting request holds nothing yet), headers on every

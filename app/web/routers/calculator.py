@@ -16,7 +16,8 @@ from app.content.links import sweep_url
 from app.spec.base import as_text
 from app.web.deps import CatalogueDep, LibraryDep
 from app.web.forms import CALCULATOR_FIELDS, JOB_FIELDS, FormOutcome, calculator_form
-from app.web.templating import is_htmx, render
+from app.web.page_cache import render_page
+from app.web.templating import is_htmx
 
 router = APIRouter(include_in_schema=False)
 
@@ -111,5 +112,8 @@ def calculator_context(request: Request, catalogue: Catalogue, library) -> tuple
 @router.get("/calculator", response_class=HTMLResponse)
 def calculator_page(request: Request, catalogue: CatalogueDep, library: LibraryDep):
     """The form and its results; a query string reproduces the view exactly (bad fields answer 422)."""
-    context, outcome = calculator_context(request, catalogue, library)
-    return render(request, TEMPLATE, context, block="results", status_code=422 if outcome.errors else 200)
+    def build() -> tuple[dict[str, Any], int]:
+        context, outcome = calculator_context(request, catalogue, library)
+        return context, 422 if outcome.errors else 200
+
+    return render_page(request, TEMPLATE, build, block="results")

@@ -18,6 +18,7 @@ from app.spec.limits import MAX_WEIGHTS_HEADER_BYTES
 from app.spec.text import parse_json
 from app.web.deps import CatalogueDep, LibraryDep, SettingsDep, TreesDep
 from app.web.guard import off_loop
+from app.web.page_cache import render_page
 from app.web.templating import render
 
 router = APIRouter(include_in_schema=False)
@@ -64,7 +65,7 @@ def _context(library, values: dict[str, str], errors: dict[str, str], explanatio
 @router.get("/explain", response_class=HTMLResponse)
 def explain_form(request: Request, library: LibraryDep):
     """The paste/upload form."""
-    return render(request, TEMPLATE, _context(library, {}, {}, None))
+    return render_page(request, TEMPLATE, lambda: (_context(library, {}, {}, None), 200))
 
 
 @router.post("/explain", response_class=HTMLResponse)

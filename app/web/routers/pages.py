@@ -6,6 +6,7 @@ from fastapi import APIRouter, HTTPException, Request
 from fastapi.responses import HTMLResponse
 
 from app.web.deps import LibraryDep
+from app.web.page_cache import render_page
 from app.web.templating import render
 from app.web.urls import absolute_url
 
@@ -21,11 +22,11 @@ def healthz(library: LibraryDep) -> dict:
 @router.get("/", response_class=HTMLResponse, include_in_schema=False)
 def home(request: Request, library: LibraryDep):
     """What Lorapedia is, a search box, the symptoms with their troubleshooting guides, the guides, and parameters by kind."""
-    return render(request, "pages/home.html", {
+    return render_page(request, "pages/home.html", lambda: ({
         "groups": library.params_by_kind(),
         "guides": library.sorted_guides(),
         "troubleshooting": library.troubleshooting_guides(),
-    })
+    }, 200))
 
 
 @router.get("/guides/{slug}", response_class=HTMLResponse, include_in_schema=False)
@@ -34,13 +35,12 @@ def guide(request: Request, slug: str, library: LibraryDep):
     page = library.guides.get(slug)
     if page is None:
         raise HTTPException(404, f"no guide is called {slug!r}")
-    related = [library.params[name] for name in page.meta.related]
-    return render(request, "pages/guide.html", {
+    return render_page(request, "pages/guide.html", lambda: ({
             "page": page,
-            "related": related,
+            "related": [library.params[name] for name in page.meta.related],
             "backlinks": library.backlinks.get(page.url, []),
             "canonical": absolute_url(request, page.url),
-        })
+        }, 200))
 
 
 @router.get("/docs", response_class=HTMLResponse, include_in_schema=False)

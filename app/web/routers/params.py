@@ -10,7 +10,7 @@ from app.web.compare import Run, compare
 from app.web.deps import LibraryDep
 from app.spec.sweeps import field_groups
 from app.web.routers.experiments import definition_query
-from app.web.templating import render
+from app.web.page_cache import render_page
 from app.web.urls import absolute_url
 
 router = APIRouter()
@@ -22,6 +22,11 @@ def param_page(request: Request, slug: str, library: LibraryDep):
     page = library.params.get(slug)
     if page is None:
         raise HTTPException(404, f"no parameter page is called {slug!r}")
+    return render_page(request, "params/param.html", lambda: (_param_context(request, page, library), 200))
+
+
+def _param_context(request: Request, page, library) -> dict:
+    """What a parameter page shows: its facts and text, links, and its recorded sweep if it has one."""
     context = {
         "page": page,
         "meta": page.meta,
@@ -42,7 +47,7 @@ def param_page(request: Request, slug: str, library: LibraryDep):
             "recorded": recorded,
             "run_yourself": "/experiments/new?" + definition_query(definition.field, definition.values, definition.base),
         }
-    return render(request, "params/param.html", context)
+    return context
 
 
 def _swept(base: dict, field: str, value) -> dict:

@@ -7,6 +7,7 @@ from fastapi.responses import HTMLResponse
 
 from app.content.search import MAX_QUERY_CHARS
 from app.web.deps import LibraryDep
+from app.web.page_cache import render_page
 from app.web.templating import render
 
 router = APIRouter()
@@ -18,5 +19,5 @@ def search_page(request: Request, library: LibraryDep, q: str = ""):
     if len(q) > MAX_QUERY_CHARS:
         error = f"The search is {len(q)} characters long; at most {MAX_QUERY_CHARS} are searched. Shorten it."
         return render(request, "search/search.html", {"query": q, "hits": [], "error": error}, block="results", status_code=422)
-    hits = library.index.search(q) if q.strip() else []
-    return render(request, "search/search.html", {"query": q, "hits": hits}, block="results")
+    return render_page(request, "search/search.html",
+                       lambda: ({"query": q, "hits": library.index.search(q) if q.strip() else []}, 200), block="results")
