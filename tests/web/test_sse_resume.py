@@ -58,3 +58,22 @@ def test_a_client_reconnecting_to_a_running_job_gets_every_step_once_across_batc
     assert ended == "succeeded"
     assert resumed == [str(step) for step in range(first_part + 1, last + 1)]
     assert received + resumed == [str(step) for step in range(1, last + 1)]
+
+
+def test_a_stream_opened_before_the_first_metric_follows_the_job_to_its_end(settings, app, client):
+    settings.poll_seconds = 0.05
+    engine = app.state.engine
+    job_id = client.post("/api/jobs", json=JOB).json()["id"]
+    statuses: list[str] = []
+    ended = None
+    with client.stream("GET", f"/api/jobs/{job_id}/events") as response:
+        for event in parse_events(response.iter_lines()):
+            assert event.event != "metric"
+            if event.event == "status":
+                statuses.append(event.json()["status"])
+                if statuses == ["queued"]:  # the worker's part: it claims the job, then stops it before any step
+                    assert queue.claim_next_job(engine, WORKER, 60) == job_id
+                    queue.finish_job(engine, job_id, WORKER, JobStatus.cancelled, {})
+            elif event.event == "done":
+                ended = event.json()["status"]
+    assert statuses[0] == "queued" and ended == "cancelled"
