@@ -94,7 +94,6 @@ class JobFeed:
         self.finished = False
         self.error: BaseException | None = None
         self.subscribers = 0
-        self.polls = 0
         self.version = 0
         self._changed = asyncio.Event()
         self._poked = asyncio.Event()  # a PostgreSQL notice or the hub closing: poll now
@@ -157,7 +156,6 @@ class JobFeed:
             while self.subscribers > 0 and not self.hub.closed:
                 after = self.steps[-1] if self.steps else 0
                 job, rows = await run_in_threadpool(_snapshot, self.hub.engine, self.job_id, after)
-                self.polls += 1
                 seen = self.job and (self.job.status, self.job.total_steps, self.job.device, self.job.cancel_requested)
                 self.job = job
                 self.metrics.extend(rows)

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
-from app.jobs import queue
+import asyncio
+
+from sqlmodel import Session
+
+from app.jobs import queue, service
 from app.jobs.tables import JobStatus
-from app.web.sse import METRIC_BATCH
+from app.web.sse import METRIC_BATCH, hub_for, job_event_stream
 from tests.jobs.sse_client import parse_events
+from tests.web.test_streams_and_load import in_own_loop
 
 JOB = {"model": "tiny-llama", "dataset": "addition", "lora": {"r": 4}, "training": {"max_steps": 5}}
 WORKER = "resume-test-worker"
@@ -77,3 +82,65 @@ def test_a_stream_opened_before_the_first_metric_follows_the_job_to_its_end(sett
             elif event.event == "done":
                 ended = event.json()["status"]
     assert statuses[0] == "queued" and ended == "cancelled"
+
+
+def test_a_status_change_without_a_new_row_reaches_the_stream_at_once(settings, app, client):
+    """Cancel requested on a running job: the page must say "cancelling" before the worker writes anything else."""
+    settings.poll_seconds = 0.05
+    engine = app.state.engine
+    job_id = client.post("/api/jobs", json=JOB).json()["id"]
+    assert queue.claim_next_job(engine, WORKER, 60) == job_id
+    queue.record_start(engine, job_id, WORKER, {"total_steps": 5, "device": "cpu float32"})
+    write_steps(engine, job_id, range(1, 3))
+
+    async def follow() -> list[dict]:
+        statuses: list[dict] = []
+        async for chunk in job_event_stream(engine, job_id, 0, settings.poll_seconds):
+            for event in parse_events(chunk.decode().splitlines()):
+                if event.event == "status":
+                    statuses.append(event.json())
+                    if event.json()["cancel_requested"]:
+                        return statuses
+                    if len(statuses) == 1:
+                        await asyncio.to_thread(cancel, job_id)
+        return statuses
+
+    def cancel(job_id: int) -> None:
+        with Session(engine) as session:
+            service.request_cancel(session, service.get_job(session, job_id))
+
+    statuses = in_own_loop(asyncio.wait_for(follow(), 10))
+    assert statuses[0]["cancel_requested"] is False and statuses[-1]["cancel_requested"] is True
+    assert statuses[-1]["status"] == "running"
+
+
+def test_a_late_subscriber_of_a_running_feed_gets_every_step_once(settings, app, client):
+    """A second page opened while the feed has been polling for a while replays the rows the feed holds, each once."""
+    settings.poll_seconds = 0.05
+    engine = app.state.engine
+    job_id = client.post("/api/jobs", json=JOB).json()["id"]
+    assert queue.claim_next_job(engine, WORKER, 60) == job_id
+    queue.record_start(engine, job_id, WORKER, {"total_steps": 40, "device": "cpu float32"})
+
+    async def steps_until(last: int, received: list[int]) -> None:
+        async for chunk in job_event_stream(engine, job_id, 0, settings.poll_seconds):
+            received.extend(int(event.id) for event in parse_events(chunk.decode().splitlines()) if event.event == "metric")
+            if received and received[-1] >= last:
+                return
+
+    async def run() -> tuple[list[int], list[int], int]:
+        early: list[int] = []
+        late: list[int] = []
+        first = asyncio.create_task(steps_until(40, early))
+        for step in range(1, 41):  # the worker's part, over several of the feed's polls
+            await asyncio.to_thread(write_steps, engine, job_id, range(step, step + 1))
+            await asyncio.sleep(0.02)
+            if step == 30:
+                second = asyncio.create_task(steps_until(40, late))
+        await asyncio.wait_for(asyncio.gather(first, second), 10)
+        await asyncio.sleep(5 * settings.poll_seconds)
+        return early, late, len(hub_for(engine).feeds)  # read inside the loop: its end would cancel a feed left running
+
+    early, late, feeds = in_own_loop(run())
+    assert early == list(range(1, 41)) and late == list(range(1, 41))
+    assert feeds == 0, "the feed stopped polling with its last subscriber"
