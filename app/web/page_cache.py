@@ -3,7 +3,7 @@
 Parameter pages, guides, search results and calculator views depend only on the query and on what start-up loaded
 (content, catalogue, recorded runs), so an anonymous reader's page is rendered once and served again from memory.
 The one per-browser part, the CSRF token, is rendered as a placeholder and put in per request. A signed-in reader
-(whose name the header shows) always gets a fresh rendering. The cache is a bounded LRU: at most MAX_PAGES pages,
+(whose name the header shows) always gets a fresh rendering, and only 200 pages are kept. The cache is a bounded LRU: at most MAX_PAGES pages,
 none larger than MAX_PAGE_BYTES, so distinct query strings cannot grow it without limit.
 """
 
@@ -79,6 +79,7 @@ def render_page(request: Request, name: str, build: Callable[[], tuple[dict[str,
         finally:
             state["csrf_token"] = token
         page = (status, bytes(response.body).decode())
-        cache.put(key, *page)
+        if status == 200:  # a refusal may be passing (the tree helper restarting, a timeout): it is never kept
+            cache.put(key, *page)
     status, html = page
     return HTMLResponse(html.replace(TOKEN_PLACEHOLDER, token), status_code=status)

@@ -43,6 +43,16 @@ def test_a_token_from_a_cached_page_is_accepted_by_the_form_it_came_with(app):
         assert explained.status_code == 200 and "scaling" in explained.text.lower()
 
 
+def test_a_refused_view_is_never_kept(app):
+    """A 422 can be passing (the module-tree helper restarting, a timeout), so the next reader must get a new answer."""
+    cache: PageCache = app.state.page_cache
+    with TestClient(app) as client:
+        path = "/calculator?model=tiny-llama&r=0"
+        assert client.get(path).status_code == 422
+        hits = cache.hits
+        assert client.get(path).status_code == 422 and cache.hits == hits
+
+
 def test_an_htmx_request_and_a_full_page_are_kept_apart(app):
     with TestClient(app) as client:
         full = client.get("/search?q=rank")
