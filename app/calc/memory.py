@@ -281,7 +281,12 @@ class ActivationEstimate:
             # while the recomputed layer runs backward, the gradient from the layer above and the layer's recomputed
             # output (torch.autograd.backward(outputs, grads) in the checkpoint's backward) are alive beside it
             in_flight = 2 * self.tokens * self.layer_input_per_token
-            return ((kept * self.tokens * self.layer_input_per_token + self.one_layer + in_flight)
+            recompute = self.one_layer + in_flight
+            if not self.cpu:
+                # the loss's backward frees the logits before the last layer is recomputed, and the caching allocator
+                # reuses their blocks: the peak is the larger of the two, so only the recompute's excess is added
+                recompute = max(0.0, recompute - self.logits_peak)
+            return (kept * self.tokens * self.layer_input_per_token + recompute
                     + self.tokens * self.dora_per_token / max(self.layers, 1))
         return self.layers * self.one_layer - self.tokens * self.first_layer_saving + self.tokens * self.dora_per_token
 
@@ -411,12 +416,16 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
             if "attn_out" in first_sources and "attn_out" in shared and not dropout:
                 first -= a * q  # ... but o_proj's LoRA keeps the attention output
     outside = (a * h + 8 if gpt2 else per_norm) + 9  # final norm; target index (int64) and mask (bool)
+    # prepare_model_for_kbit_training leaves the norms' weights in fp32, so a norm's output is fp32, and bitsandbytes
+    # returns its product in its input's dtype: the residual stream between layers is fp32 (fms-acceleration's A100
+    # runs: checkpointed layer inputs 4.295 GB above the same runs without the upcast, 32 layers x 16,384 tokens x 4,096 x 2 bytes)
+    stream = 4 if framework.kbit_fp32_rest and training.quantized and not cpu else a
     for item in count.adapted:
         if item.layer is None and item.kind != PARAMETER:
             outside += adapter * item.r + (adapter * item.in_features if item.kind != EMBEDDING else 0)
     return ActivationEstimate(
         act_bytes=a, cpu=cpu, per_token=terms, per_layer_fixed=fixed / layers, score_per_token=score,
-        outside_per_token=outside, layer_input_per_token=a * h, first_layer_saving=first, layers=arch.num_layers,
+        outside_per_token=outside, layer_input_per_token=stream * h, first_layer_saving=first, layers=arch.num_layers,
         tokens=shape.tokens, seq=shape.width, checkpointing=training.gradient_checkpointing, vocab=arch.vocab_size,
         loss_tokens=shape.loss_tokens, logit_bytes=4 * 3 if cpu else framework.logit_bytes,
         offload_checkpoints=framework.offload_checkpoints and training.gradient_checkpointing and not cpu,
@@ -437,7 +446,8 @@ def _activations(estimate: ActivationEstimate, dropout: float) -> list[MemoryPar
     if estimate.checkpointing:
         detail = (
             f"checkpointing: each of {estimate.layers} layers keeps only its input ({estimate.layer_input_per_token:,.0f} "
-            f"bytes per token), plus one layer recomputed at a time: {per_layer}"
+            f"bytes per token), plus one layer recomputed at a time{'' if estimate.cpu else ', beyond what the logits freed'}: "
+            f"{per_layer}"
         )
     else:
         detail = f"{estimate.layers} layers x {estimate.tokens:,} tokens x {per_layer}"
@@ -551,8 +561,13 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
         assumptions.append(f"CUDA-only rules, {NOT_MEASURED_ON_GPU}: " + "; ".join(unmeasured) + ".")
     if training.gradient_checkpointing:
         assumptions.append(
-            "Gradient checkpointing keeps each layer's input in the activation dtype and recomputes one layer at a "
-            "time; that layer's working set is added to the logits' peak, although the two are not alive together."
+            "Gradient checkpointing keeps each layer's input and recomputes one layer at a time. "
+            + ("On CPU that layer's working set is added to the logits' peak (freed heap stays resident). " if saved.cpu else
+               "On CUDA the loss's backward frees the logits before the last layer is recomputed and the caching allocator "
+               "reuses their blocks, so only what the recomputed layer needs beyond the logits' peak is added. ")
+            + ("prepare_model_for_kbit_training keeps the norms in fp32 and bitsandbytes answers in its input's dtype, so "
+               "the layer inputs are fp32 (4 bytes) between the 4-bit layers." if saved.layer_input_per_token == 4 * arch.hidden_size
+               and saved.act_bytes == 2 else "")
         )
     if saved.cpu:
         assumptions.append(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from app.calc.memory import estimate_activations, estimate_memory
+from app.calc.memory import BatchShape, estimate_activations, estimate_memory
 from app.spec.lora import LoraSpec
 from app.calc.trainable import count_trainable
 from app.spec.training import CalcTrainingSpec
@@ -108,9 +108,9 @@ SMOL = architecture_of(catalogue_config("smollm2-135m-instruct"))
 H, I, Q, KV, HEADS = 576, 1536, 9 * 64, 3 * 64, 9  # SmolLM2-135M: GQA with 3 key/value heads
 
 
-def saved(arch=SMOL, dropout=0.0, targets="all-linear", r=16, **training):
+def saved(arch=SMOL, dropout=0.0, targets="all-linear", r=16, shape=None, **training):
     count = count_trainable(LoraSpec(r=r, target_modules=targets, lora_dropout=dropout), arch)
-    return estimate_activations(arch, count, CalcTrainingSpec(**training), dropout)
+    return estimate_activations(arch, count, CalcTrainingSpec(**training), dropout, shape)
 
 
 # Bytes per token per layer, written out from what each op saves (see estimate_activations' docstring).
@@ -154,12 +154,33 @@ def test_layer_terms_per_token(dtype, targets, dropout, terms):
         (dict(per_device_train_batch_size=4, max_seq_length=256, base_dtype="fp32", gradient_checkpointing=True),
          # layer inputs + the largest layer recomputed + its output and the gradient arriving from above
          1024 * (30 * 4 * H + FP32_LAYER + 2 * 4 * H + 4 * H + 4 + 9)),
+        # on CUDA the loss's backward frees its logits (3 fp32 copies x 49,152 per token) before the last layer is
+        # recomputed, and the recomputed layer fits in those blocks: only the layer inputs remain beside the loss peak
         (dict(per_device_train_batch_size=4, max_seq_length=256, base_dtype="bf16", gradient_checkpointing=True),
-         1024 * (30 * 2 * H + BF16_LAYER + 2 * 2 * H + 4 * H + 4 + 9)),
+         1024 * (30 * 2 * H + 4 * H + 4 + 9)),
     ],
 )
 def test_activation_totals(training, expected):
     assert saved(**training).activations == expected
+
+
+def test_a_recomputed_layer_larger_than_the_loss_peak_adds_its_excess_on_cuda():
+    # 8 loss positions in 1,024 tokens (a prompt-masked batch): the logits' peak is 8 x 49,152 x 12 bytes
+    shape = BatchShape(rows=4, width=256, loss_tokens=8)
+    estimate = saved(base_dtype="bf16", gradient_checkpointing=True, shape=shape)
+    recompute = 1024 * (BF16_LAYER + 2 * 2 * H)  # the layer and, beside it, its output and the gradient from above
+    assert estimate.activations == 1024 * (30 * 2 * H + 4 * H + 4 + 9) + recompute - 8 * 49152 * 12
+    # a CPU run keeps the sum: glibc keeps freed heap mapped, and a freed mapping is given back to the kernel
+    cpu = saved(base_dtype="fp32", gradient_checkpointing=True, shape=shape)
+    assert cpu.activations == 1024 * (30 * 4 * H + FP32_LAYER + 2 * 4 * H + 4 * H + 4 + 9)
+
+
+def test_a_4bit_base_prepared_for_kbit_training_keeps_fp32_layer_inputs():
+    """prepare_model_for_kbit_training's fp32 norms make the residual stream fp32; Unsloth and torchtune keep 16 bit."""
+    for framework, width in (("transformers", 4), ("axolotl", 4), ("unsloth", 2), ("torchtune", 2)):
+        estimate = saved(base_dtype="nf4", gradient_checkpointing=True, framework=framework)
+        assert estimate.layer_input_per_token == width * H, framework
+    assert saved(base_dtype="bf16", gradient_checkpointing=True).layer_input_per_token == 2 * H
 
 
 @pytest.mark.parametrize(("batch", "seq"), [(1, 128), (4, 256), (8, 1024)])

@@ -66,7 +66,10 @@ def test_unsloth_checkpointing_keeps_one_layer_input_on_the_gpu():
     hf = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training), 0.05)
     unsloth = estimate_activations(ARCH, COUNT, CalcTrainingSpec(**training, framework="unsloth"), 0.05)
     assert hf.per_token == unsloth.per_token
-    assert hf.activations - unsloth.activations == (ARCH.num_layers - 1) * hf.tokens * hf.layer_input_per_token
+    # and the loss: transformers' full logits free blocks the recomputed layer then reuses; Unsloth's fused loss keeps none
+    recompute = hf.one_layer + 2 * hf.tokens * hf.layer_input_per_token
+    absorbed = min(recompute, hf.logits_peak)
+    assert hf.activations - unsloth.activations == (ARCH.num_layers - 1) * hf.tokens * hf.layer_input_per_token - absorbed
 
 
 def test_unsloth_lora_kernels_keep_one_16bit_input_per_projection_group():
