@@ -9,6 +9,7 @@ import logging
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -131,22 +132,30 @@ def prepare_smollm2(settings: Settings) -> Path:
         raise RuntimeError(f"GGUF weights do not fit the Llama config: missing {missing}, unexpected {unexpected}")
     model.tie_weights()
     logger.info("step 3/3: writing safetensors and tokenizer")
-    # Write beside the target and rename, so a crash or a concurrent prepare never leaves half a cache.
-    staging = Path(tempfile.mkdtemp(prefix=f".{SMOLLM2_ID}-", dir=target.parent))
-    staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every process of the app
-    try:
+
+    def write(staging: Path) -> None:
         model.save_pretrained(staging, safe_serialization=True)
         tokenizer.save_pretrained(staging)
+
+    _write_cache(target, write)
+    logger.info("SmolLM2 cache ready at %s in %.1f s", target, time.perf_counter() - started)
+    return target
+
+
+def _write_cache(target: Path, write: Callable[[Path], None]) -> None:
+    """Fill a model cache through `write` beside `target`, then rename: a crash or a concurrent prepare leaves no half cache."""
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    staging.chmod(0o755)  # mkdtemp makes it private; the cache is shared by every process of the app
+    try:
+        write(staging)
         try:
             staging.rename(target)
         except OSError:
             if not (target / "model.safetensors").exists():
                 raise
-            logger.info("another process prepared the cache first")
+            logger.info("another process prepared %s first", target)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    logger.info("SmolLM2 cache ready at %s in %.1f s", target, time.perf_counter() - started)
-    return target
 
 
 def prepare_smollm2_in(settings: Settings, dtype: torch.dtype) -> Path:
@@ -164,9 +173,8 @@ def prepare_smollm2_in(settings: Settings, dtype: torch.dtype) -> Path:
     from safetensors.torch import load_file, save_file
 
     logger.info("writing SmolLM2's weights in %s into %s (once)", dtype, target)
-    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    staging.chmod(0o755)
-    try:
+
+    def write(staging: Path) -> None:
         for file in source.iterdir():
             if file.name != "model.safetensors":
                 shutil.copy2(file, staging / file.name)
@@ -174,13 +182,8 @@ def prepare_smollm2_in(settings: Settings, dtype: torch.dtype) -> Path:
         tensors = {name: tensor.to(dtype) if tensor.is_floating_point() else tensor
                    for name, tensor in load_file(source / "model.safetensors").items()}
         save_file(tensors, staging / "model.safetensors", metadata={"format": "pt"})
-        try:
-            staging.rename(target)
-        except OSError:
-            if not (target / "model.safetensors").exists():
-                raise
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
+
+    _write_cache(target, write)
     return target
 
 
