@@ -311,6 +311,16 @@ class ActivationEstimate:
         return self.logit_tokens * self.vocab * self.logit_bytes
 
 
+def fp32_residual_stream(training: CalcTrainingSpec, cpu: bool) -> bool:
+    """True when the layers pass fp32 between them over a 16-bit compute dtype: a k-bit base prepared by peft.
+
+    prepare_model_for_kbit_training leaves the norms' weights in fp32, so a norm's output is fp32, and bitsandbytes
+    returns its product in its input's dtype (fms-acceleration's A100 runs: checkpointed layer inputs 4.295 GB above
+    the same runs without the upcast, 32 layers x 16,384 tokens x 4,096 x 2 bytes).
+    """
+    return FRAMEWORKS[training.framework].kbit_fp32_rest and training.quantized and not cpu
+
+
 def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, dropout: float,
                          shape: BatchShape | None = None, use_dora: bool = False, cpu: bool | None = None) -> ActivationEstimate:
     """Per-architecture saved-tensor model of a decoder layer (pre-norm, SDPA, frozen base, LoRA in fp32).
@@ -416,10 +426,7 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
             if "attn_out" in first_sources and "attn_out" in shared and not dropout:
                 first -= a * q  # ... but o_proj's LoRA keeps the attention output
     outside = (a * h + 8 if gpt2 else per_norm) + 9  # final norm; target index (int64) and mask (bool)
-    # prepare_model_for_kbit_training leaves the norms' weights in fp32, so a norm's output is fp32, and bitsandbytes
-    # returns its product in its input's dtype: the residual stream between layers is fp32 (fms-acceleration's A100
-    # runs: checkpointed layer inputs 4.295 GB above the same runs without the upcast, 32 layers x 16,384 tokens x 4,096 x 2 bytes)
-    stream = 4 if framework.kbit_fp32_rest and training.quantized and not cpu else a
+    stream = 4 if fp32_residual_stream(training, cpu) else a
     for item in count.adapted:
         if item.layer is None and item.kind != PARAMETER:
             outside += adapter * item.r + (adapter * item.in_features if item.kind != EMBEDDING else 0)
@@ -566,8 +573,7 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
                "On CUDA the loss's backward frees the logits before the last layer is recomputed and the caching allocator "
                "reuses their blocks, so only what the recomputed layer needs beyond the logits' peak is added. ")
             + ("prepare_model_for_kbit_training keeps the norms in fp32 and bitsandbytes answers in its input's dtype, so "
-               "the layer inputs are fp32 (4 bytes) between the 4-bit layers." if saved.layer_input_per_token == 4 * arch.hidden_size
-               and saved.act_bytes == 2 else "")
+               "the layer inputs are fp32 (4 bytes) between the 4-bit layers." if fp32_residual_stream(training, saved.cpu) else "")
         )
     if saved.cpu:
         assumptions.append(
