@@ -3,8 +3,8 @@
 Parameter pages, guides, search results and calculator views depend only on the query and on what start-up loaded
 (content, catalogue, recorded runs), so an anonymous reader's page is rendered once and served again from memory.
 The one per-browser part, the CSRF token, is rendered as a placeholder and put in per request. A signed-in reader
-(whose name the header shows) always gets a fresh rendering, and only 200 pages are kept. The cache is a bounded LRU: at most MAX_PAGES pages,
-none larger than MAX_PAGE_BYTES, so distinct query strings cannot grow it without limit.
+(whose name the header shows) always gets a fresh rendering, and only 200 pages are kept. The cache is a bounded
+LRU: at most MAX_PAGES pages, none larger than MAX_PAGE_BYTES, so distinct query strings cannot grow it without limit.
 """
 
 from __future__ import annotations
@@ -34,13 +34,12 @@ class PageCache:
         self.max_pages, self.max_page_bytes = max_pages, max_page_bytes
         self._pages: OrderedDict[tuple, tuple[int, str]] = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
+        self.hits = 0  # pages served from the cache
 
     def get(self, key: tuple) -> tuple[int, str] | None:
         with self._lock:
             page = self._pages.get(key)
             if page is None:
-                self.misses += 1
                 return None
             self._pages.move_to_end(key)
             self.hits += 1

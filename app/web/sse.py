@@ -140,7 +140,7 @@ class JobFeed:
         """The live blocks at `step` for pages without controls (the same HTML for all of them), rendered once."""
         key = (self.version, step)
         if self._fragments[0] != key:
-            self._fragments = (key, b"".join(format_sse_event(event=name, data_str=html) for name, html in render().items()))
+            self._fragments = (key, encode_blocks(render()))
         return self._fragments[1]
 
     def metrics_through(self, step: int) -> Curve:
@@ -314,8 +314,7 @@ async def job_event_stream(
                     step, metric = after, last_metric
                     chunk.append(feed.shared_fragments(after, lambda: fragments(job, metric, feed.metrics_through(step))))
                 elif fragments:
-                    blocks = fragments(job, last_metric, feed.metrics_through(after))
-                    chunk.extend(format_sse_event(event=name, data_str=html) for name, html in blocks.items())
+                    chunk.append(encode_blocks(fragments(job, last_metric, feed.metrics_through(after))))
             if finished:
                 chunk.append(format_sse_event(event="done", data_str=json.dumps(_status_payload(job))))
             yield b"".join(chunk)
@@ -323,6 +322,11 @@ async def job_event_stream(
                 return
     finally:
         hub.unsubscribe(feed)
+
+
+def encode_blocks(blocks: dict[str, str]) -> bytes:
+    """HTML blocks as SSE events, one per block, named after it."""
+    return b"".join(format_sse_event(event=name, data_str=html) for name, html in blocks.items())
 
 
 def _status_payload(job: JobPublic) -> dict:
