@@ -10,7 +10,7 @@ from app.jobs import queue, service
 from app.jobs.tables import JobStatus
 from app.web.sse import METRIC_BATCH, hub_for, job_event_stream
 from tests.jobs.sse_client import parse_events
-from tests.web.test_streams_and_load import in_own_loop
+from tests.web.test_streams_and_load import in_own_loop, running_job
 
 JOB = {"model": "tiny-llama", "dataset": "addition", "lora": {"r": 4}, "training": {"max_steps": 5}}
 WORKER = "resume-test-worker"
@@ -88,9 +88,7 @@ def test_a_status_change_without_a_new_row_reaches_the_stream_at_once(settings, 
     """Cancel requested on a running job: the page must say "cancelling" before the worker writes anything else."""
     settings.poll_seconds = 0.05
     engine = app.state.engine
-    job_id = client.post("/api/jobs", json=JOB).json()["id"]
-    assert queue.claim_next_job(engine, WORKER, 60) == job_id
-    queue.record_start(engine, job_id, WORKER, {"total_steps": 5, "device": "cpu float32"})
+    job_id = running_job(client, JOB, 5, WORKER)
     write_steps(engine, job_id, range(1, 3))
 
     async def follow() -> list[dict]:
@@ -118,9 +116,7 @@ def test_a_late_subscriber_of_a_running_feed_gets_every_step_once(settings, app,
     """A second page opened while the feed has been polling for a while replays the rows the feed holds, each once."""
     settings.poll_seconds = 0.05
     engine = app.state.engine
-    job_id = client.post("/api/jobs", json=JOB).json()["id"]
-    assert queue.claim_next_job(engine, WORKER, 60) == job_id
-    queue.record_start(engine, job_id, WORKER, {"total_steps": 40, "device": "cpu float32"})
+    job_id = running_job(client, JOB, 40, WORKER)
 
     async def steps_until(last: int, received: list[int]) -> None:
         async for chunk in job_event_stream(engine, job_id, 0, settings.poll_seconds):

@@ -26,11 +26,18 @@ def in_own_loop(coroutine):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         return pool.submit(asyncio.run, coroutine).result()
 
+
+def running_job(client, job: dict, total_steps: int, worker: str = "w") -> int:
+    """A job submitted through the API, claimed and started by `worker` (the test plays the worker's part)."""
+    job_id = client.post("/api/jobs", json=job).json()["id"]
+    assert queue.claim_next_job(client.app.state.engine, worker, 60) == job_id
+    queue.record_start(client.app.state.engine, job_id, worker, {"total_steps": total_steps, "device": "cpu float32"})
+    return job_id
+
+
 def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
-    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    job_id = running_job(client, SMALL_JOB, 50)
     engine = app.state.engine
-    queue.claim_next_job(engine, "w", 60)
-    queue.record_start(engine, job_id, "w", {"total_steps": 50})
     statements: list[str] = []
     event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
 
@@ -62,10 +69,8 @@ def test_subscribers_of_one_job_share_one_database_poll(app, client, settings):
 
 
 def test_pages_without_controls_share_one_rendering_of_the_live_blocks_per_step(app, client, settings):
-    job_id = client.post("/api/jobs", json=SMALL_JOB).json()["id"]
+    job_id = running_job(client, SMALL_JOB, 50)
     engine = app.state.engine
-    queue.claim_next_job(engine, "w", 60)
-    queue.record_start(engine, job_id, "w", {"total_steps": 50})
     renderings: list[int | None] = []
 
     def render(job, last_metric, metrics) -> dict[str, str]:
