@@ -140,3 +140,23 @@ def test_a_late_subscriber_of_a_running_feed_gets_every_step_once(settings, app,
     early, late, feeds = in_own_loop(run())
     assert early == list(range(1, 41)) and late == list(range(1, 41))
     assert feeds == 0, "the feed stopped polling with its last subscriber"
+
+
+def test_an_idle_stream_sends_a_keep_alive_comment(settings, app, client, monkeypatch):
+    """A queued job changes nothing for minutes; a comment line keeps proxies from closing the quiet connection."""
+    from app.web import sse
+
+    monkeypatch.setattr(sse, "KEEPALIVE_SECONDS", 0.2)
+    job_id = client.post("/api/jobs", json=JOB).json()["id"]
+
+    async def until_ping() -> list[bytes]:
+        chunks: list[bytes] = []
+        async for chunk in job_event_stream(app.state.engine, job_id, 0, settings.poll_seconds):
+            chunks.append(chunk)
+            if chunk == sse.KEEPALIVE:
+                return chunks
+        return chunks
+
+    chunks = in_own_loop(asyncio.wait_for(until_ping(), 10))
+    assert chunks[-1] == b": ping\n\n"
+    assert any(b"event: status" in chunk for chunk in chunks[:-1]), "the job's state came first"
