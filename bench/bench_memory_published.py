@@ -4,7 +4,9 @@ Each case names its source, conditions and basis (allocated, reserved or nvidia-
 the same basis is compared with it. Prints predicted/published per case, and the median and worst over the
 trustworthy cases (target: median within 0.95-1.05, every trustworthy case within 0.85-1.15). Then the published
 "longest that fit" tables: the predicted total at the published length over the card (target 0.9-1.0: it just fits)
-and the longest length the calculator's fit solver says fits on that card.
+and the longest length the calculator's fit solver says fits on that card. Last, the caching allocator's slack read
+from published runs that give the peak allocated, the allocation between steps and the nvidia-smi peak, against the
+calculator's rule (FRAGMENTATION of the bytes a step allocates and frees).
 
     .venv/bin/python bench/bench_memory_published.py
 """
@@ -16,6 +18,7 @@ import statistics
 from pathlib import Path
 
 from app.calc import compute, load_catalogue
+from app.calc.memory import FRAGMENTATION, FRAMEWORK_BYTES
 from app.training.trees import InProcessTrees
 
 TREES = InProcessTrees()  # pasted configs (published models outside the catalogue) are built here, on the meta device
@@ -55,7 +58,9 @@ def main() -> None:
     print(f"\ntrustworthy cases: {len(ratios)}; median predicted/published {statistics.median(ratios):.3f} "
           f"(target 0.95-1.05); worst {worst:.3f} (target 0.85-1.15); "
           f"within ±15%: {sum(0.85 <= value <= 1.15 for value in ratios)}/{len(ratios)}")
-    longest_fit(json.loads(DATA.read_text())["longest_fit"], catalogue)
+    data = json.loads(DATA.read_text())
+    longest_fit(data["longest_fit"], catalogue)
+    allocator_slack(data["allocator_slack"]["runs"])
 
 
 def longest_fit(cases: list[dict], catalogue) -> None:
@@ -76,6 +81,26 @@ def longest_fit(cases: list[dict], catalogue) -> None:
               f"{result.memory.total_bytes / UNITS['GiB']:>6.2f} GiB {ratio:>9.3f} {shown} {relative}")
     print(f"\nlongest-that-fit rows: {len(ratios)}; predicted total / card: median {statistics.median(ratios):.3f}, "
           f"range {min(ratios):.3f}-{max(ratios):.3f}; within 0.90-1.00: {sum(0.9 <= value <= 1.0 for value in ratios)}/{len(ratios)}")
+
+
+def allocator_slack(runs: list[dict]) -> None:
+    """Each run's reserved-but-unused bytes per byte of short-lived tensors, and the rule's nvidia-smi figure from them."""
+    print(f"\n{'allocator slack (published runs)':<60} {'batch':>5} {'slack':>6} {'rule smi/published':>18}")
+    fractions, ratios, short_lived, unused = [], [], [], []
+    for run in runs:
+        peak, held = run["peak_allocated_bytes"], run["end_allocated_bytes"]
+        smi = run["nvidia_smi_mib"] * UNITS["MiB"]
+        short_lived.append(peak - held)
+        unused.append(smi - FRAMEWORK_BYTES - peak)
+        fractions.append(unused[-1] / short_lived[-1])
+        ratios.append((peak + FRAGMENTATION * (peak - held) + FRAMEWORK_BYTES) / smi)
+        print(f"{run['model'] + ' ' + run['framework_config']:<60} {run['per_device_train_batch_size']:>5} "
+              f"{fractions[-1]:>6.3f} {ratios[-1]:>18.3f}")
+    fitted = sum(s * u for s, u in zip(short_lived, unused)) / sum(s * s for s in short_lived)
+    print(f"\nruns: {len(runs)}; slack per short-lived byte: median {statistics.median(fractions):.3f}, least squares "
+          f"{fitted:.3f}, range {min(fractions):.3f}-{max(fractions):.3f}; the calculator uses {FRAGMENTATION}. "
+          f"Rule's nvidia-smi figure / published: median {statistics.median(ratios):.3f}, "
+          f"range {min(ratios):.3f}-{max(ratios):.3f}")
 
 
 if __name__ == "__main__":

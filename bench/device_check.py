@@ -2,7 +2,7 @@
 
 The calculator marks these rules "not measured on a GPU yet" (app/calc/memory.py, NOT_MEASURED_ON_GPU):
 - the CUDA context, cuBLAS workspace and kernels (FRAMEWORK_BYTES);
-- the caching allocator's slack over live tensors (FRAGMENTATION);
+- the caching allocator's slack per byte of the tensors a step allocates and frees (FRAGMENTATION);
 - what CUDA's SDPA kernels keep for the backward pass, and CUDA's fused dropout mask (the activations);
 - bitsandbytes' 4-bit layout (when bitsandbytes is installed);
 and, as a whole, the peak of one SmolLM2 LoRA training step in bf16 (allocated and reserved).
@@ -35,7 +35,7 @@ def context_bytes(device: torch.device) -> int:
 
 
 def prediction(model_id: str, batch: int, seq: int, dtype: str, dropout: float):
-    """The calculator's memory parts and its activation model for this shape."""
+    """The calculator's memory estimate and its activation model for this shape."""
     from app.calc import compute
     from app.calc.catalogue import load_catalogue
     from app.calc.memory import estimate_activations
@@ -49,7 +49,7 @@ def prediction(model_id: str, batch: int, seq: int, dtype: str, dropout: float):
     arch = load_catalogue().get(model_id).architecture
     spec = LoraSpec(**lora)
     saved = estimate_activations(arch, count_trainable(spec, arch), CalcTrainingSpec(**training), dropout)
-    return {part.key: part.bytes for part in result.memory.components}, saved
+    return result.memory, saved
 
 
 def saved_bytes(model, input_ids: torch.Tensor) -> int:
@@ -83,8 +83,8 @@ def lora_model(model_id: str, dropout: float, device: torch.device):
     return model.to(device), loaded.model.config.vocab_size
 
 
-def step_peaks(model, input_ids: torch.Tensor, device: torch.device) -> tuple[int, int]:
-    """(max allocated, max reserved) over two AdamW steps, the second with the optimizer states in place."""
+def step_peaks(model, input_ids: torch.Tensor, device: torch.device) -> tuple[int, int, int]:
+    """(max allocated, max reserved, allocated between steps) over two AdamW steps, the second with its states."""
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-4)
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats(device)
@@ -95,9 +95,10 @@ def step_peaks(model, input_ids: torch.Tensor, device: torch.device) -> tuple[in
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
     if device.type != "cuda":
-        return 0, 0
+        return 0, 0, 0
     torch.cuda.synchronize()
-    return torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device)
+    return (torch.cuda.max_memory_allocated(device), torch.cuda.max_memory_reserved(device),
+            torch.cuda.memory_allocated(device))
 
 
 def nf4_weight_bytes(model_id: str) -> int | None:
@@ -119,10 +120,11 @@ def nf4_weight_bytes(model_id: str) -> int | None:
 
 def row(rule: str, predicted: float, measured: float | None, unit: str = "MiB") -> str:
     """One printed comparison."""
+    shape = ",.1f" if unit else ".3f"  # fractions need more places than MiB
     if measured is None:
-        return f"{rule:<52} {predicted:>10,.1f} {unit:<3} {'skipped':>14}"
+        return f"{rule:<52} {predicted:>10{shape}} {unit:<3} {'skipped':>14}"
     ratio = measured / predicted if predicted else float("nan")
-    return f"{rule:<52} {predicted:>10,.1f} {unit:<3} {measured:>10,.1f} {unit:<3} {ratio:>7.2f}"
+    return f"{rule:<52} {predicted:>10{shape}} {unit:<3} {measured:>10{shape}} {unit:<3} {ratio:>7.2f}"
 
 
 def main() -> int:
@@ -155,7 +157,7 @@ def main() -> int:
 
     saved = {}
     for dropout in (0.0, 0.1):
-        parts, estimate = prediction(model_id, args.batch, args.seq, dtype, dropout)
+        memory, estimate = prediction(model_id, args.batch, args.seq, dtype, dropout)
         model, vocab = lora_model(model_id, dropout, device)
         model.train()
         input_ids = torch.randint(0, vocab, (args.batch, args.seq), generator=torch.Generator().manual_seed(0)).to(device)
@@ -163,14 +165,14 @@ def main() -> int:
         label = f"saved for backward (SDPA{', dropout 0.1' if dropout else ''})"
         print(row(label, saved[dropout][0] / MIB, saved[dropout][1] / MIB))
         if dropout == 0.0:
-            allocated, reserved = step_peaks(model, input_ids, device)
-            live = sum(bytes_ for key, bytes_ in parts.items() if key != "overhead")
-            measured = (allocated / MIB, reserved / MIB, reserved / allocated - 1) if allocated else (None, None, None)
-            print(row("peak allocated, one training step (live tensors)", live / MIB, measured[0]))
-            print(row("peak reserved (live tensors + allocator slack)", live * (1 + FRAGMENTATION) / MIB, measured[1]))
-            print(row("allocator slack, fraction of allocated", FRAGMENTATION, measured[2], unit=""))
+            allocated, reserved, held = step_peaks(model, input_ids, device)
+            slack = (reserved - allocated) / (allocated - held) if allocated else None
+            measured = (allocated / MIB, reserved / MIB) if allocated else (None, None)
+            print(row("peak allocated, one training step (live tensors)", memory.allocated_bytes / MIB, measured[0]))
+            print(row("peak reserved (live tensors + allocator slack)", memory.reserved_bytes / MIB, measured[1]))
+            print(row("allocator slack per byte a step allocates and frees", FRAGMENTATION, slack, unit=""))
             if context is not None:
-                print(row("whole device: context + reserved (calculator total)", sum(parts.values()) / MIB,
+                print(row("whole device: context + reserved (calculator total)", memory.total_bytes / MIB,
                           (context + reserved) / MIB))
         del model
         if device.type == "cuda":
@@ -179,9 +181,10 @@ def main() -> int:
     print(row("dropout 0.1 adds (fused mask + dropped copies)", mask_predicted / MIB, (saved[0.1][1] - saved[0.0][1]) / MIB))
 
     if device.type == "cuda":
-        parts, _ = prediction(model_id, args.batch, args.seq, "nf4", 0.0)
+        memory, _ = prediction(model_id, args.batch, args.seq, "nf4", 0.0)
+        weights = next(part.bytes for part in memory.components if part.key == "base_weights")
         nf4 = nf4_weight_bytes(model_id) if model_id == "smollm2-135m-instruct" else None
-        print(row("NF4 base weights (bitsandbytes)", parts["base_weights"] / MIB, None if nf4 is None else nf4 / MIB))
+        print(row("NF4 base weights (bitsandbytes)", weights / MIB, None if nf4 is None else nf4 / MIB))
     return 0
 
 

@@ -213,8 +213,8 @@ def test_grouped_query_attention_keeps_smaller_k_and_v():
 @pytest.mark.parametrize(
     ("dtype", "process", "fraction"),
     # CPU: 420 MiB resident, measured for Python with torch, transformers and peft imported;
-    # CUDA: the 0.5 GiB context and workspaces and 10% allocator slack the page states
-    [("fp32", 420 * 2**20, None), ("bf16", 2**29, 0.10), ("nf4", 2**29, 0.10)],
+    # CUDA: the 0.5 GiB context and workspaces, and allocator slack of 25% of what a step allocates and frees
+    [("fp32", 420 * 2**20, None), ("bf16", 2**29, 0.25), ("nf4", 2**29, 0.25)],
 )
 def test_overhead_per_device_kind(dtype, process, fraction):
     estimate = estimate_memory(SMOL, count_trainable(SPEC, SMOL), CalcTrainingSpec(base_dtype=dtype), 0.0)
@@ -227,7 +227,8 @@ def test_overhead_per_device_kind(dtype, process, fraction):
         assert estimate.reserved_bytes == live + part["heap_retained"]
         assert estimate.total_bytes == estimate.reserved_bytes + process
     else:  # CUDA: caching-allocator slack, then the context nvidia-smi adds
-        assert part["allocator"] == int(live * fraction)
+        held = part["base_weights"] + part["adapter_weights"] + part["optimizer"]  # allocated once, no slack
+        assert part["allocator"] == int((live - held) * fraction)
         assert estimate.reserved_bytes == live + part["allocator"]
         assert estimate.total_bytes == estimate.reserved_bytes + process == estimate.reserved_bytes + part["context"]
 
