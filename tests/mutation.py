@@ -70,7 +70,7 @@ TARGETS = [
     Target("sse", "app/web/sse.py", "tests/web/test_sse_resume.py tests/web/test_jobs_api.py tests/web/test_jobs_pages.py "
            "tests/web/test_streams_and_load.py -k 'test_sse_resume.py or (test_jobs_api.py and (stream or event or resume)) "
            "or same_curve or share_one'"),
-    Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_vs_torch.py"),
+    Target("memory", "app/calc/memory.py", "tests/calc/test_memory.py tests/calc/test_memory_terms.py tests/calc/test_memory_vs_torch.py"),
     Target("adapter_saving", "app/training/run.py", "tests/training/test_adapter_saving.py",
            functions=("save_adapter", "ensure_disk_space", "adapter_bytes")),
     Target("training_saving", "app/training/run.py", "tests/training/test_adapter_fidelity.py", timeout=300,
