@@ -1,4 +1,4 @@
-"""SQLModel tables of accounts: the user, their API tokens, their browser sessions (secrets stored hashed)."""
+"""SQLModel tables of accounts: the user, their API tokens, their browser sessions (secrets stored hashed), failed sign-ins."""
 
 from __future__ import annotations
 
@@ -55,3 +55,13 @@ class BrowserSession(SQLModel, table=True):
     secret_hash: str = Field(max_length=64, unique=True, index=True)
     created_at: datetime = Field(default_factory=utcnow)
     expires_at: datetime = Field(index=True)
+
+
+class LoginFailure(SQLModel, table=True):
+    """One failed sign-in counted against a client address or an account name, kept as a SHA-256 of the key."""
+
+    __tablename__ = "login_failure"
+
+    id: int | None = Field(default=None, primary_key=True)
+    key_hash: str = Field(max_length=64, index=True)
+    failed_at: float = Field(index=True, description="Unix time in seconds: every web process reads the same clock.")

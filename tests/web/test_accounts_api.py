@@ -137,7 +137,8 @@ def test_sign_in_is_refused_with_429_after_ten_failures_even_with_the_right_pass
         failures = [client.post("/login", data={"name": "ada", "password": f"wrong password {n}"}).status_code for n in range(10)]
         refused = client.post("/login", data={"name": "ada", "password": PASSWORD}, follow_redirects=False)
         other_name = client.post("/login", data={"name": "bob", "password": PASSWORD}, follow_redirects=False)
-        from_elsewhere = client.app.state.login_throttle.retry_after("192.0.2.7", "ada")
+        with Session(client.app.state.engine) as session:
+            from_elsewhere = client.app.state.login_throttle.retry_after(session, "192.0.2.7", "ada")
     assert failures == [401] * 10
     assert refused.status_code == 429 and 590 <= int(refused.headers["retry-after"]) <= 600 and "set-cookie" not in refused.headers
     assert "Too many failed sign-ins" in refused.text and "login_failures" in refused.text

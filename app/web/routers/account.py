@@ -42,7 +42,7 @@ def login(request: Request, settings: SettingsDep, session: SessionDep,
     _accounts_on(settings)
     throttle: LoginThrottle = request.app.state.login_throttle
     address = request.client.host if request.client else ""
-    wait = throttle.retry_after(address, name)
+    wait = throttle.retry_after(session, address, name)
     if wait:
         error = (f"Too many failed sign-ins from this address or for this name ({settings.login_failures} in "
                  f"{settings.login_window_seconds:,.0f} s, login_failures): try again in {wait} s.")
@@ -50,10 +50,10 @@ def login(request: Request, settings: SettingsDep, session: SessionDep,
                       status_code=status.HTTP_429_TOO_MANY_REQUESTS, headers={"Retry-After": str(wait)})
     account = authenticate(session, name, password)
     if account is None:
-        throttle.failed(address, name)
+        throttle.failed(session, address, name)
         return render(request, "account/login.html", {"next": safe_next(next), "name": name, "error": SIGN_IN_FAILED},
                       status_code=status.HTTP_401_UNAUTHORIZED)
-    throttle.succeeded(name)
+    throttle.succeeded(session, name)
     secret = create_session(session, account, settings.session_days)
     response = RedirectResponse(safe_next(next), status_code=status.HTTP_303_SEE_OTHER)
     response.set_cookie(SESSION_COOKIE, secret, max_age=int(settings.session_days * 86400), httponly=True,
