@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from app.calc.architecture import CONV1D, EMBEDDING, LINEAR, Architecture
@@ -188,7 +189,25 @@ def _base_weights(arch: Architecture, count: ParamCount, training: CalcTrainingS
     return MemoryPart("base_weights", f"Base weights ({dtype})", int(weights + rest * rest_size), detail, (CUDA_QUANTISED_RULE,))
 
 
-def _adapter_parts(count: ParamCount, training: CalcTrainingSpec, framework: Framework) -> list[MemoryPart]:
+def _adafactor_floats(arch: Architecture, count: ParamCount) -> int:
+    """Second-moment floats of transformers' Adafactor: rows + columns per trained matrix, a vector in full."""
+    floats = sum((item.r * item.experts + item.in_features) + (item.out_features + item.r * item.experts)
+                 + item.extra_params for item in count.adapted)
+    for name, _ in count.saved_modules:  # a modules_to_save copy trains every parameter under its module
+        for module in arch.modules:
+            if module.name == name or module.name.startswith(name + "."):
+                floats += sum(_factored(param.shape) for param in module.params)
+    return floats + count.trainable_bias
+
+
+def _factored(shape: tuple[int, ...]) -> int:
+    """Adafactor's floats for one tensor: a row and a column statistic over its last two dimensions, or every element."""
+    if len(shape) < 2:
+        return math.prod(shape)
+    return math.prod(shape[:-1]) + math.prod(shape[:-2]) * shape[-1]
+
+
+def _adapter_parts(arch: Architecture, count: ParamCount, training: CalcTrainingSpec, framework: Framework) -> list[MemoryPart]:
     lora = sum(item.trainable for item in count.adapted)
     other = count.trainable - lora  # modules_to_save copies and unfrozen biases, kept in the base dtype
     frozen_lora = sum(item.lora_params + item.extra_params - item.trainable for item in count.adapted)
@@ -198,12 +217,9 @@ def _adapter_parts(count: ParamCount, training: CalcTrainingSpec, framework: Fra
     grads = lora * size + other * other_size
     state = OPTIMIZER_STATE_BYTES[training.optim]
     if state is None:
-        factored = sum(
-            (item.r * item.experts + item.in_features) + (item.out_features + item.r * item.experts) + item.extra_params
-            for item in count.adapted
-        )
-        optimizer = factored * size + other * other_size
-        optimizer_detail = f"Adafactor: factored second moment, about rows + columns per matrix, {size} bytes each"
+        optimizer = _adafactor_floats(arch, count) * 4
+        optimizer_detail = ("Adafactor (transformers): a factored second moment, rows + columns of each trained matrix "
+                            "and every element of a vector, in fp32 whatever the parameter's dtype")
     else:
         # AdamW keeps two moments in the parameter's own dtype, Adagrad and RMSprop one; 8-bit variants one byte each
         per_param = state // 4 * size if state in (4, 8) else state
@@ -435,6 +451,8 @@ def estimate_activations(arch: Architecture, count: ParamCount, training: CalcTr
     for item in count.adapted:
         if item.layer is None and item.kind != PARAMETER:
             outside += adapter * item.r + (adapter * item.in_features if item.kind != EMBEDDING else 0)
+    if any(name == arch.output_layer for name, _ in count.saved_modules):
+        outside += a * h  # a trained copy of the output layer keeps its input for its weight's gradient
     return ActivationEstimate(
         act_bytes=a, cpu=cpu, per_token=terms, per_layer_fixed=fixed / layers, score_per_token=score,
         outside_per_token=outside, layer_input_per_token=stream * h, first_layer_saving=first, layers=arch.num_layers,
@@ -519,7 +537,7 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
     """Per-device memory of one training step: weights, adapter state, activations, workspaces, allocator and context."""
     framework = FRAMEWORKS[training.framework]
     saved = estimate_activations(arch, count, training, lora_dropout, shape, use_dora, cpu)
-    parts = [_base_weights(arch, count, training, framework), *_adapter_parts(count, training, framework),
+    parts = [_base_weights(arch, count, training, framework), *_adapter_parts(arch, count, training, framework),
              *_activations(saved, lora_dropout), *_workspaces(arch, count, training, framework, use_dora, saved.act_bytes)]
     live = sum(part.bytes for part in parts)
     if saved.cpu:
@@ -593,6 +611,11 @@ def estimate_memory(arch: Architecture, count: ParamCount, training: CalcTrainin
         )
     if approximation_note(arch):
         assumptions.append(approximation_note(arch))
+    if arch.model_type == "gpt2":
+        assumptions.append(
+            "GPT-2: the activations are low. Its tanh GELU is computed op by op and keeps four intermediate-width "
+            "tensors where one is counted, and its config's attention and embedding dropouts keep masks; on a shrunk "
+            "GPT-2 autograd saved 1.4-2.2 times this activation figure (2026-12-03).")
     if arch.num_experts:
         assumptions.append("Mixture of experts: each routed expert is taken to keep its gathered input and a gated "
                            "MLP's tensors; the router keeps fp32 probabilities. Approximate.")

@@ -151,3 +151,48 @@ def test_allocator_slack_follows_the_short_lived_tensors_not_the_weights():
         estimate = estimate_memory(ARCH, count_trainable(SPEC, ARCH), CalcTrainingSpec(base_dtype=dtype), 0.0)
         shares[dtype] = estimate.reserved_bytes / estimate.allocated_bytes
     assert shares["nf4"] > shares["bf16"]
+
+
+def test_16bit_adapters_share_each_input_where_fp32_adapters_copy_it_per_module():
+    """LitGPT keeps adapters in bf16: modules reading one tensor share it; peft's fp32 adapters cast it per module."""
+    terms = {framework: estimate_activations(ARCH, COUNT, CalcTrainingSpec(base_dtype="bf16", framework=framework),
+                                             0.0).per_token["lora_inputs"] for framework in ("litgpt", "transformers")}
+    h, i, q = ARCH.hidden_size, ARCH.intermediate_size, ARCH.num_attention_heads * ARCH.head_dim
+    assert terms["litgpt"] == 2 * (h + h + i)  # q/k/v's input, gate/up's input, down's input; o_proj's is SDPA's output
+    assert terms["transformers"] == 4 * (3 * h + q + 2 * h + i)  # one fp32 copy per adapted module
+
+
+def test_padding_to_the_longest_is_stated_only_for_unpacked_batches():
+    said = {}
+    for packing in (False, True):
+        training = CalcTrainingSpec(base_dtype="bf16", typical_seq_length=300, max_seq_length=2048, packing=packing)
+        said[packing] = " ".join(estimate_memory(ARCH, COUNT, training, 0.0).assumptions)
+    assert "padded to the longest in each micro-batch" in said[False]
+    assert "padded to the longest" not in said[True]
+
+
+def test_the_logits_detail_names_log_softmax_s_backward_only_for_the_full_fp32_loss():
+    details = {}
+    for framework in ("transformers", "litgpt"):
+        estimate = estimate_memory(ARCH, COUNT, CalcTrainingSpec(base_dtype="bf16", framework=framework), 0.0)
+        details[framework] = next(part.detail for part in estimate.parts if part.key == "logits")
+    assert "log_softmax's backward" in details["transformers"]
+    assert "log_softmax's backward" not in details["litgpt"]
+
+
+def test_gpt2_s_low_activation_figure_is_stated_for_gpt2_only():
+    """A shrunk GPT-2 saved 1.4-2.2x the modelled activations (tanh GELU op by op, dropouts): the page must say so."""
+    for model, stated in (("gpt2", True), ("llama-3.1-8b", False)):
+        arch = architecture_of(catalogue_config(model))
+        estimate = estimate_memory(arch, count_trainable(SPEC, arch), CalcTrainingSpec(base_dtype="bf16"), 0.0)
+        assert any(line.startswith("GPT-2: the activations are low") for line in estimate.assumptions) is stated
+
+
+def test_mica_s_frozen_b_is_stored_but_gets_no_gradient():
+    count = count_trainable(LoraSpec(r=16, target_modules="all-linear", init_lora_weights="mica"), ARCH)
+    estimate = estimate_memory(ARCH, count, CalcTrainingSpec(base_dtype="bf16"), 0.0)
+    part = {p.key: p for p in estimate.parts}
+    stored = count.total - count.base  # A and the frozen B of every adapted module
+    assert stored > count.trainable
+    assert part["adapter_weights"].bytes == 4 * stored and f"{stored:,} adapter parameters" in part["adapter_weights"].detail
+    assert part["gradients"].bytes == 4 * count.trainable
