@@ -80,6 +80,8 @@ QUOTES: list[tuple[str, str, dict[str, str], Callable[[CalcResult], list[str]]]]
     ("guides/where-training-memory-goes.md", "base_dtype=bf16", {}, lambda r: [
         f"and {gb(r.memory.total_bytes)}, as nvidia-smi", f"against {gb2(part(r, 'activations'))} in bf16",
         f"and {gb2(part(r, 'allocator'))}) is a quarter"]),
+    ("guides/out-of-memory.md", "gradient_checkpointing=false", {}, lambda r: [
+        f"[estimated at {gb(part(r, 'activations'))}]"]),
     ("params/per_device_train_batch_size.md", "gradient_checkpointing=false", {}, lambda r: [
         f"about {r.memory.total_bytes / 1e9:.0f} GB without it"]),
     ("params/per_device_train_batch_size.md", "gradient_checkpointing=true", {}, lambda r: [
@@ -108,3 +110,12 @@ def test_load_in_8bit_quotes_the_base_weights_of_both_framework_kinds():
     assert (f"{weights['litgpt', 'int8']} of base weights in int8 against {weights['litgpt', 'bf16']} in bf16 and "
             f"{weights['litgpt', 'nf4']} in NF4") in text
     assert f"{weights['transformers', 'int8']} in int8 and {weights['transformers', 'nf4']} in NF4" in text
+
+
+def test_merging_guide_quotes_what_a_saved_embedding_adds_to_the_adapter_file():
+    text = " ".join((CONTENT / "guides" / "merging-and-serving.md").read_text().split())
+    projections = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    sizes = [calculator_form({"model": "llama-3.1-8b", "r": "16", "target_modules": ",".join(targets)},
+                             CATALOGUE).result.adapter_file_bytes.bf16 for targets in (projections, [*projections, "embed_tokens"])]
+    assert f"each adds about {(sizes[1] - sizes[0]) / 1e9:.2f} GB in bf16 to a file of tens of MB" in text
+    assert 10e6 <= sizes[0] < 100e6
