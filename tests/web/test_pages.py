@@ -60,6 +60,10 @@ def test_crawl_every_same_site_link_from_home(client):
         collector.feed(response.text)
         page_ids[url] = collector.ids
         assert not collector.external_assets, f"{url} loads assets from another origin: {collector.external_assets}"
+        if url.startswith("/calculator?"):
+            # a calculator view links to itself with one value changed (each fit lever, each field's focus): following
+            # those never ends; their answers are held by the fit and calculator tests
+            continue
         for link in collector.links:
             target = same_site("http://testserver" + url, link)
             if target is None:
