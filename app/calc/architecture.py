@@ -150,16 +150,19 @@ class Architecture:
 
     def subtree_params(self, name: str) -> int:
         """Parameters of a module and its children, shared tensors counted once (a deepcopy's size)."""
+        return sum(param.numel for param in self.subtree_tensors(name))
+
+    def subtree_tensors(self, name: str) -> list[Param]:
+        """The parameter tensors of a module and its children, a shared tensor once (what a deepcopy holds)."""
         prefix = name + "."
         seen: set[str] = set()
-        total = 0
+        tensors = []
         for module in self.modules:
             if module.name != name and not module.name.startswith(prefix):
                 continue
             for param in module.params:
                 identity = param.tied_to or f"{module.name}.{param.name}"
-                if identity in seen:
-                    continue
-                seen.add(identity)
-                total += param.numel
-        return total
+                if identity not in seen:
+                    seen.add(identity)
+                    tensors.append(param)
+        return tensors

@@ -194,9 +194,7 @@ def _adafactor_floats(arch: Architecture, count: ParamCount) -> int:
     floats = sum((item.r * item.experts + item.in_features) + (item.out_features + item.r * item.experts)
                  + item.extra_params for item in count.adapted)
     for name, _ in count.saved_modules:  # a modules_to_save copy trains every parameter under its module
-        for module in arch.modules:
-            if module.name == name or module.name.startswith(name + "."):
-                floats += sum(_factored(param.shape) for param in module.params)
+        floats += sum(_factored(param.shape) for param in arch.subtree_tensors(name))
     return floats + count.trainable_bias
 
 
