@@ -18,7 +18,7 @@ import statistics
 from pathlib import Path
 
 from app.calc import compute, load_catalogue
-from app.calc.memory import FRAGMENTATION, FRAMEWORK_BYTES
+from app.calc.memory import FRAGMENTATION, FRAMEWORK_BYTES, fitted_slack
 from app.training.trees import InProcessTrees
 
 TREES = InProcessTrees()  # pasted configs (published models outside the catalogue) are built here, on the meta device
@@ -83,22 +83,23 @@ def longest_fit(cases: list[dict], catalogue) -> None:
           f"range {min(ratios):.3f}-{max(ratios):.3f}; within 0.90-1.00: {sum(0.9 <= value <= 1.0 for value in ratios)}/{len(ratios)}")
 
 
+def slack_run(run: dict) -> tuple[int, int, int]:
+    """(peak allocated, allocated between steps, nvidia-smi bytes) of one recorded run."""
+    return run["peak_allocated_bytes"], run["end_allocated_bytes"], int(run["nvidia_smi_mib"] * UNITS["MiB"])
+
+
 def allocator_slack(runs: list[dict]) -> None:
     """Each run's reserved-but-unused bytes per byte of short-lived tensors, and the rule's nvidia-smi figure from them."""
     print(f"\n{'allocator slack (published runs)':<60} {'batch':>5} {'slack':>6} {'rule smi/published':>18}")
-    fractions, ratios, short_lived, unused = [], [], [], []
+    fractions, ratios = [], []
     for run in runs:
-        peak, held = run["peak_allocated_bytes"], run["end_allocated_bytes"]
-        smi = run["nvidia_smi_mib"] * UNITS["MiB"]
-        short_lived.append(peak - held)
-        unused.append(smi - FRAMEWORK_BYTES - peak)
-        fractions.append(unused[-1] / short_lived[-1])
+        peak, held, smi = slack_run(run)
+        fractions.append(fitted_slack([(peak, held, smi)]))
         ratios.append((peak + FRAGMENTATION * (peak - held) + FRAMEWORK_BYTES) / smi)
         print(f"{run['model'] + ' ' + run['framework_config']:<60} {run['per_device_train_batch_size']:>5} "
               f"{fractions[-1]:>6.3f} {ratios[-1]:>18.3f}")
-    fitted = sum(s * u for s, u in zip(short_lived, unused)) / sum(s * s for s in short_lived)
     print(f"\nruns: {len(runs)}; slack per short-lived byte: median {statistics.median(fractions):.3f}, least squares "
-          f"{fitted:.3f}, range {min(fractions):.3f}-{max(fractions):.3f}; the calculator uses {FRAGMENTATION}. "
+          f"{fitted_slack([slack_run(run) for run in runs]):.3f}, range {min(fractions):.3f}-{max(fractions):.3f}; the calculator uses {FRAGMENTATION}. "
           f"Rule's nvidia-smi figure / published: median {statistics.median(ratios):.3f}, "
           f"range {min(ratios):.3f}-{max(ratios):.3f}")
 

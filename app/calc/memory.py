@@ -15,6 +15,14 @@ FRAMEWORK_BYTES = GIB // 2  # CUDA context, cuBLAS workspace, kernels: outside P
 # (least squares over 18 published single-GPU runs, median 0.26: bench/data/published_memory.json "allocator_slack")
 FRAGMENTATION = 0.25
 PERSISTENT_PARTS = frozenset({"base_weights", "adapter_weights", "optimizer"})  # allocated once, held between steps
+
+
+def fitted_slack(runs: list[tuple[int, int, int]]) -> float:
+    """Least-squares slack per short-lived byte of measured runs: (peak allocated, allocated between steps, nvidia-smi)."""
+    short_lived = [peak - held for peak, held, _ in runs]
+    unused = [smi - FRAMEWORK_BYTES - peak for peak, _, smi in runs]
+    return sum(s * u for s, u in zip(short_lived, unused)) / sum(s * s for s in short_lived)
+
 LOGIT_BYTES = 12  # per token x vocabulary entry at the backward peak: log-probs, their gradient, the logits' gradient
 OPTIMIZER_STATE_BYTES = {  # per fp32 trainable parameter
     "adamw_torch": 8, "adamw_torch_fused": 8, "paged_adamw_32bit": 8,

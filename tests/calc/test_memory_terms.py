@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import pytest
 
 from tests.calc.peft_oracle import architecture_of
 from app.calc import compute
-from app.calc.memory import FRAMEWORKS, BatchShape, estimate_activations, estimate_memory
+from app.calc.memory import FRAGMENTATION, FRAMEWORKS, BatchShape, estimate_activations, estimate_memory, fitted_slack
 from app.calc.trainable import count_trainable
 from app.spec.lora import LoraSpec
 from app.spec.training import CalcTrainingSpec
 from tests.calc.peft_oracle import TREES, catalogue_config
 
+PUBLISHED = json.loads((Path(__file__).parents[2] / "bench" / "data" / "published_memory.json").read_text())
 ARCH = architecture_of(catalogue_config("llama-3.1-8b"))
 SPEC = LoraSpec(r=16, target_modules="all-linear")
 COUNT = count_trainable(SPEC, ARCH)
@@ -117,11 +121,7 @@ def test_a_measured_batch_shape_replaces_the_assumption():
 
 def test_4bit_weights_match_a_published_bitsandbytes_checkpoint():
     """bench/data/published_memory.json checkpoint_sizes: a bnb 4-bit checkpoint stores what the GPU holds."""
-    import json
-    from pathlib import Path
-
-    data = json.loads((Path(__file__).parents[2] / "bench" / "data" / "published_memory.json").read_text())
-    for case in data["checkpoint_sizes"]:
+    for case in PUBLISHED["checkpoint_sizes"]:
         training = CalcTrainingSpec(base_dtype="nf4", bnb_4bit_use_double_quant=case["bnb_4bit_use_double_quant"],
                                     framework="unsloth")  # Unsloth keeps the rest 16-bit, as the checkpoint does
         arch = architecture_of(catalogue_config(case["model"]))
@@ -131,17 +131,9 @@ def test_4bit_weights_match_a_published_bitsandbytes_checkpoint():
 
 def test_allocator_slack_is_the_fraction_the_published_runs_show():
     """bench/data/published_memory.json allocator_slack: the rule's fraction is the least-squares fit of those runs."""
-    import json
-    from pathlib import Path
-
-    from app.calc.memory import FRAGMENTATION, FRAMEWORK_BYTES
-
-    data = json.loads((Path(__file__).parents[2] / "bench" / "data" / "published_memory.json").read_text())
-    runs = data["allocator_slack"]["runs"]
-    short_lived = [run["peak_allocated_bytes"] - run["end_allocated_bytes"] for run in runs]
-    unused = [run["nvidia_smi_mib"] * 2**20 - FRAMEWORK_BYTES - run["peak_allocated_bytes"] for run in runs]
-    fitted = sum(s * u for s, u in zip(short_lived, unused)) / sum(s * s for s in short_lived)
-    assert len(runs) >= 18 and FRAGMENTATION == pytest.approx(fitted, abs=0.005)
+    runs = [(run["peak_allocated_bytes"], run["end_allocated_bytes"], int(run["nvidia_smi_mib"] * 2**20))
+            for run in PUBLISHED["allocator_slack"]["runs"]]
+    assert len(runs) >= 18 and FRAGMENTATION == pytest.approx(fitted_slack(runs), abs=0.005)
 
 
 def test_allocator_slack_follows_the_short_lived_tensors_not_the_weights():
